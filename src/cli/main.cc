@@ -1,0 +1,51 @@
+// apicv command line: run, repro, trace, bench <name>.
+#include <cstdio>
+#include <exception>
+
+#include "cli/command.h"
+
+namespace apicv::cli {
+
+namespace {
+int g_exit_status = 0;
+}
+
+std::vector<Registered>& Registry() {
+  static std::vector<Registered> r;
+  return r;
+}
+
+CommandRegistration::CommandRegistration(std::string parent, CommandSetup setup) {
+  Registry().push_back({std::move(parent), std::move(setup)});
+}
+
+void SetExitStatus(int status) { g_exit_status = status; }
+
+}  // namespace apicv::cli
+
+int main(int argc, char** argv) {
+  using namespace apicv::cli;
+  CLI::App app{"apicv: x86 interrupt virtualization (LAPIC, IOAPIC, PIC, PIT, AVIC/APICv) in userspace"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks; results as JSON");
+  bench->require_subcommand(1);
+  for (auto& r : Registry()) {
+    if (r.parent.empty()) r.setup(app);
+  }
+  for (auto& r : Registry()) {
+    if (r.parent == "bench") r.setup(*bench);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "apicv: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "apicv: error: %s\n", e.what());
+    return 1;
+  }
+  return g_exit_status;
+}
