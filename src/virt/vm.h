@@ -1,0 +1,22 @@
+// The apicv virtual machine: LAPICs, IOAPIC, PIC, PIT, routing, inhibits, AVIC/APICv models and
+// event injection behind the IrqChip contract that backends drive.
+#pragma once
+
+#include <memory>
+
+#include "devices/clock.h"
+#include "virt/irqchip.h"
+#include "virt/vm_config.h"
+
+namespace apicv::trace {
+class TraceSink;
+}
+
+namespace apicv::virt {
+
+// Creates apicv's interrupt controller for a VM. `trace` may be null (tracing off). The clock
+// must outlive the returned object.
+std::unique_ptr<IrqChip> CreateApicvIrqChip(const VmConfig& config, const Clock& clock,
+                                            trace::TraceSink* trace);
+
+}  // namespace apicv::virt

@@ -1,0 +1,35 @@
+// Configuration of apicv's virtualization layer: the knobs that select KVM behaviours (vendor,
+// enable_apicv, IRQ-window strategy, irqchip placement, PIT lost-tick policy, ...).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace apicv::virt {
+
+enum class VendorModel : uint8_t { kSvm, kVmx };          // --vendor svm|vmx
+enum class IrqWindowMode : uint8_t { kLegacy, kCounted };   // --irqwin legacy|counted
+enum class IrqchipPlacement : uint8_t { kOn, kSplit, kOff };  // -machine kernel-irqchip=
+enum class PitPolicy : uint8_t { kDelay, kDiscard };      // -global kvm-pit.lost_tick_policy=
+enum class AvicKick : uint8_t { kFast, kSlow };           // --avic-kick fast|slow
+enum class ApicIdCheck : uint8_t { kCurrent, k2022 };     // --apic-id-check current|2022
+enum class PmiDelivery : uint8_t { kCurrent, kLegacy };   // --pmi-delivery current|legacy
+enum class PmuVendor : uint8_t { kIntel, kAmd };
+
+struct VmConfig {
+  int nr_vcpus = 1;
+  VendorModel vendor = VendorModel::kSvm;
+  bool enable_apicv = true;  // --avic on|off (KVM's avic / enable_apicv module parameter)
+  IrqWindowMode irqwin = IrqWindowMode::kCounted;
+  IrqchipPlacement placement = IrqchipPlacement::kOn;
+  PitPolicy pit_policy = PitPolicy::kDelay;
+  AvicKick avic_kick = AvicKick::kFast;
+  ApicIdCheck apic_id_check = ApicIdCheck::kCurrent;
+  PmiDelivery pmi_delivery = PmiDelivery::kCurrent;
+  PmuVendor pmu_vendor = PmuVendor::kIntel;
+  bool esr_sdm_mode = false;  // false: KVM parity (no ESR error bits)
+  uint64_t tsc_khz = 0;       // guest TSC frequency; 0 = ask the backend
+  uint64_t halt_poll_ns = 200000;  // initial adaptive halt-poll window (KVM halt_poll_ns)
+};
+
+}  // namespace apicv::virt
