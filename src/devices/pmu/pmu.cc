@@ -168,7 +168,7 @@ PmuOverflow Pmu::count_events(uint64_t mask, uint64_t n) {
   return out;
 }
 
-PmuOverflow Pmu::advance_cycles(uint64_t now_ns, uint64_t tsc, uint8_t cpl, bool halted) {
+PmuOverflow Pmu::advance_cycles_counting(uint64_t now_ns, uint64_t tsc, uint8_t cpl, bool halted) {
   const bool synced = tsc_synced_;
   const uint64_t prev = last_tsc_;
   tsc_synced_ = true;

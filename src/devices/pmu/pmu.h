@@ -122,7 +122,16 @@ class Pmu {
   // previous call counts as unhalted cycles at privilege level `cpl`, unless `halted` says the
   // vCPU spent it in HLT (then nothing counts). The first call, and a TSC that went backwards
   // (guest TSC write), only resynchronise. Call it at every VM-exit before handling the exit.
-  PmuOverflow advance_cycles(uint64_t now_ns, uint64_t tsc, uint8_t cpl, bool halted = false);
+  PmuOverflow advance_cycles(uint64_t now_ns, uint64_t tsc, uint8_t cpl, bool halted = false) {
+    if ((cycles_os_ | cycles_usr_) == 0) [[likely]] {
+      // Nothing counts cycles: only keep the sample so a counter enabled later starts from here.
+      tsc_synced_ = true;
+      last_tsc_ = tsc;
+      last_ns_ = now_ns;
+      return {};
+    }
+    return advance_cycles_counting(now_ns, tsc, cpl, halted);
+  }
 
   // Absolute time (ns, the clock of advance_cycles' now_ns) at which the first enabled cycle
   // counter with INT/PMI set wraps if the vCPU keeps running, for a guest TSC of `tsc_khz`.
@@ -154,6 +163,7 @@ class Pmu {
 
  private:
   PmuOverflow count_events(uint64_t mask, uint64_t n);
+  PmuOverflow advance_cycles_counting(uint64_t now_ns, uint64_t tsc, uint8_t cpl, bool halted);
   uint64_t* counter_slot(unsigned idx);
   // Recomputes the enabled / per-event / per-CPL / PMI masks after a control change.
   void recompute();
