@@ -469,5 +469,48 @@ TEST(PmuIntel, NoDeadlineBeforeFirstSample) {
   EXPECT_EQ(p.next_cycles_overflow_ns(1000000), std::numeric_limits<uint64_t>::max());
 }
 
+// Seed 002: in one VM-exit a counter overflows from the cycles path and another from an emulated
+// instruction. The device raises two requests, but they coalesce into one pending PMI.
+TEST(PmuIntel, SameExitOverflowsFromCyclesAndInstructionsMakeOnePendingPmi) {
+  Pmu p;
+  ASSERT_EQ(p.wrmsr(kEvtSel0, kEn | kOs | kInt | kCycles), kOk);
+  ASSERT_EQ(p.wrmsr(kEvtSel0 + 1, kEn | kOs | kInt | kInstr), kOk);
+  ASSERT_EQ(p.wrmsr(kPmc0, 0xFFFFFF00), kOk);      // -256 cycles
+  ASSERT_EQ(p.wrmsr(kPmc0 + 1, 0xFFFFFFFF), kOk);  // -1 instruction
+  p.advance_cycles(0, 0, 0);
+  const PmuOverflow from_cycles = p.advance_cycles(100, 300, 0);
+  const PmuOverflow from_instr = p.instruction_retired(0);
+  EXPECT_EQ(from_cycles.status_bits_new, 1u);
+  EXPECT_EQ(from_instr.status_bits_new, 2u);
+  EXPECT_TRUE(from_cycles.pmi);
+  EXPECT_TRUE(from_instr.pmi);
+  EXPECT_EQ(p.pmi_request_count(), 2u);
+  EXPECT_EQ(Rd(p, kGlobalStatus), 3u);
+  EXPECT_TRUE(p.take_pmi_request());
+  EXPECT_FALSE(p.take_pmi_request());
+}
+
+TEST(PmuIntel, CycleCounterEnabledLaterStartsAtLastSample) {
+  Pmu p;
+  p.advance_cycles(0, 1000, 0);  // nothing counts cycles yet
+  p.advance_cycles(10, 4000, 0);
+  ASSERT_EQ(p.wrmsr(kEvtSel0, kEn | kOs | kCycles), kOk);
+  p.advance_cycles(20, 4500, 0);
+  EXPECT_EQ(Rd(p, kPmc0), 500u);
+}
+
+TEST(PmuIntel, AbsentCounterSlotsAreClaimedAndFault) {
+  Pmu p;
+  for (uint32_t msr : {0x18Au, 0x18Du, 0xC5u, 0xC8u, 0x4C1u, 0x4C8u, 0x30Cu, 0x345u}) {
+    EXPECT_TRUE(p.is_pmu_msr(msr)) << std::hex << msr;
+    uint64_t v = 0;
+    EXPECT_EQ(p.rdmsr(msr, &v), kGp) << std::hex << msr;
+    EXPECT_EQ(p.wrmsr(msr, 0), kGp) << std::hex << msr;
+  }
+  EXPECT_FALSE(p.is_pmu_msr(0x18E));
+  EXPECT_FALSE(p.is_pmu_msr(0xC9));
+  EXPECT_FALSE(p.is_pmu_msr(0x30D));
+}
+
 }  // namespace
 }  // namespace apicv
