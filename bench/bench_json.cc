@@ -1,0 +1,82 @@
+// Google Benchmark driver behind `apicv bench <name>`.
+#include "bench_json.h"
+
+#include <benchmark/benchmark.h>
+
+#include <stdexcept>
+
+namespace apicv::bench {
+namespace {
+
+// Console table as usual, plus a copy of every per-iteration run in nanoseconds.
+class CollectingReporter : public benchmark::ConsoleReporter {
+ public:
+  explicit CollectingReporter(std::vector<BenchRun>* out)
+      : benchmark::ConsoleReporter(OO_Tabular), out_(out) {}
+
+  void ReportRuns(const std::vector<Run>& reports) override {
+    for (const Run& r : reports) {
+      if (r.error_occurred) errors_ += r.benchmark_name() + ": " + r.error_message + "\n";
+      if (r.run_type != Run::RT_Iteration || r.error_occurred) continue;
+      BenchRun b;
+      b.name = r.benchmark_name();
+      const double to_ns = 1e9 / benchmark::GetTimeUnitMultiplier(r.time_unit);
+      b.real_ns = r.GetAdjustedRealTime() * to_ns;
+      b.cpu_ns = r.GetAdjustedCPUTime() * to_ns;
+      b.iterations = static_cast<long long>(r.iterations);
+      for (const auto& [k, c] : r.counters) b.counters[k] = c.value;
+      out_->push_back(std::move(b));
+    }
+    benchmark::ConsoleReporter::ReportRuns(reports);
+  }
+
+  const std::string& errors() const { return errors_; }
+
+ private:
+  std::vector<BenchRun>* out_;
+  std::string errors_;
+};
+
+}  // namespace
+
+void AddBenchOptions(CLI::App* cmd, BenchOptions* options) {
+  cmd->add_option("--json", options->json_path, "Write Google Benchmark JSON to FILE");
+  cmd->add_option("--min-time", options->min_time_s, "Minimum seconds per benchmark")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--filter", options->filter, "Regex selecting benchmarks");
+}
+
+std::vector<BenchRun> RunBenchmarks(const BenchOptions& options) {
+  std::vector<std::string> args = {"apicv", "--benchmark_filter=" + options.filter,
+                                   "--benchmark_min_time=" + std::to_string(options.min_time_s)};
+  if (!options.json_path.empty()) {
+    args.push_back("--benchmark_out=" + options.json_path);
+    args.push_back("--benchmark_out_format=json");
+  }
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  int argc = static_cast<int>(argv.size());
+  benchmark::Initialize(&argc, argv.data());
+
+  std::vector<BenchRun> runs;
+  CollectingReporter display(&runs);
+  size_t ran;
+  if (options.json_path.empty()) {
+    ran = benchmark::RunSpecifiedBenchmarks(&display);
+  } else {
+    benchmark::JSONReporter file;
+    ran = benchmark::RunSpecifiedBenchmarks(&display, &file);
+  }
+  if (!display.errors().empty()) throw std::runtime_error("benchmark failed:\n" + display.errors());
+  if (ran == 0) throw std::runtime_error("no benchmark matches filter '" + options.filter + "'");
+  return runs;
+}
+
+const BenchRun* FindRun(const std::vector<BenchRun>& runs, const std::string& name) {
+  for (const BenchRun& r : runs) {
+    if (r.name == name) return &r;
+  }
+  return nullptr;
+}
+
+}  // namespace apicv::bench
