@@ -214,7 +214,6 @@ void Pic::write_data(unsigned chip, uint8_t value, PicOutput& out) {
       uint8_t diff = c.imr ^ value;
       c.imr = value;
       out.mask_changed_irqs |= static_cast<uint16_t>(diff << irq_offset(chip));
-      update_irq(out);
       break;
     }
     case 1:  // ICW2: T7-T3 (8086 mode)
@@ -233,6 +232,8 @@ void Pic::write_data(unsigned chip, uint8_t value, PicOutput& out) {
       c.init_state = 0;
       break;
   }
+  // ICW4 can change the priority logic (SFNM); keep INT consistent with it.
+  update_irq(out);
 }
 
 uint8_t Pic::poll_read(unsigned chip, PicOutput& out) {
