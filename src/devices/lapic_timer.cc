@@ -18,6 +18,12 @@ uint64_t SatAdd(uint64_t a, uint64_t b) {
   return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
+// An armed timer's expiry; kNone (UINT64_MAX) is reserved for "disarmed", so the farthest possible
+// expiry is one nanosecond before it.
+uint64_t ExpiryAt(uint64_t now, uint64_t delta) {
+  return std::min(SatAdd(now, delta), LapicTimer::kNone - 1);
+}
+
 x86::TimerMode ModeFromBits(uint32_t bits) {
   switch (bits & 3) {
     case 1:
@@ -79,7 +85,7 @@ void LapicTimer::write_tmict(uint32_t value, uint64_t now_ns) {
   target_ns_ = kNone;
   tmict_ = value;
   period_ns_ = compute_period();
-  if (period_ns_ != 0) target_ns_ = SatAdd(now_ns, period_ns_);
+  if (period_ns_ != 0) target_ns_ = ExpiryAt(now_ns, period_ns_);
 }
 
 void LapicTimer::write_tdcr(uint32_t value, uint64_t now_ns) {
@@ -91,7 +97,7 @@ void LapicTimer::write_tdcr(uint32_t value, uint64_t now_ns) {
   if (target_ns_ == kNone) return;
   const uint64_t remaining = target_ns_ > now_ns ? target_ns_ - now_ns : 0;
   const unsigned __int128 scaled = static_cast<unsigned __int128>(remaining) * divide_ / old_divide;
-  target_ns_ = SatAdd(now_ns, scaled > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(scaled));
+  target_ns_ = ExpiryAt(now_ns, scaled > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(scaled));
 }
 
 uint32_t LapicTimer::current_count(uint64_t now_ns) const {
@@ -117,7 +123,7 @@ void LapicTimer::write_tsc_deadline(uint64_t tsc, uint64_t now_ns, uint64_t now_
   // ns = cycles * 10^6 / kHz.
   const unsigned __int128 ns =
       static_cast<unsigned __int128>(tsc - now_tsc) * 1000000u / params_.tsc_khz;
-  target_ns_ = SatAdd(now_ns, ns > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(ns));
+  target_ns_ = ExpiryAt(now_ns, ns > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(ns));
 }
 
 void LapicTimer::expire(uint64_t now_ns) {
@@ -134,7 +140,7 @@ void LapicTimer::expire(uint64_t now_ns) {
       }
       uint64_t periods = 1;
       if (now_ns >= target_ns_) periods = (now_ns - target_ns_) / period_ns_ + 1;
-      target_ns_ = SatAdd(target_ns_, SatMul(periods, period_ns_));
+      target_ns_ = ExpiryAt(target_ns_, SatMul(periods, period_ns_));
       return;
     }
     case x86::TimerMode::kOneShot:
