@@ -1,0 +1,88 @@
+// CPUID construction; see cpuid.h.
+#include "backend/kvm/cpuid.h"
+
+#include <cpuid.h>
+#include <sys/ioctl.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+namespace apicv::kvm {
+
+void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id) {
+  for (kvm_cpuid_entry2& e : entries) {
+    if (e.function == 1) {
+      e.ecx |= kCpuid1EcxX2Apic | kCpuid1EcxTscDeadline | kCpuid1EcxHypervisor;
+      // The initial APIC ID field is 8 bits; larger IDs are only visible through leaf 0xB.
+      e.ebx = (e.ebx & 0x00FFFFFFu) | ((apic_id & 0xFFu) << 24);
+    } else if (e.function == 0xB || e.function == 0x1F) {
+      e.edx = apic_id;  // x2APIC ID of the current logical processor
+    }
+  }
+}
+
+std::vector<kvm_cpuid_entry2> HostCpuid() {
+  std::vector<kvm_cpuid_entry2> out;
+  auto add = [&](uint32_t fn, uint32_t idx, bool indexed) {
+    kvm_cpuid_entry2 e{};
+    e.function = fn;
+    e.index = idx;
+    e.flags = indexed ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0;
+    __cpuid_count(fn, idx, e.eax, e.ebx, e.ecx, e.edx);
+    out.push_back(e);
+  };
+  uint32_t a, b, c, d;
+  __cpuid(0, a, b, c, d);
+  const uint32_t max_basic = std::min<uint32_t>(a, 0x1F);
+  for (uint32_t fn = 0; fn <= max_basic; ++fn) {
+    switch (fn) {
+      case 4:
+        for (uint32_t i = 0; i < 8; ++i) add(fn, i, true);
+        break;
+      case 7:
+      case 0xB:
+      case 0xD:
+      case 0x1F:
+        for (uint32_t i = 0; i < 4; ++i) add(fn, i, true);
+        break;
+      default:
+        add(fn, 0, false);
+    }
+  }
+  __cpuid(0x80000000, a, b, c, d);
+  const uint32_t max_ext = std::min<uint32_t>(a, 0x80000021);
+  for (uint32_t fn = 0x80000000; fn <= max_ext; ++fn) add(fn, 0, false);
+  for (kvm_cpuid_entry2& e : out) {
+    if (e.function == 1) {
+      e.ecx &= ~((1u << 3) | (1u << 5));  // no MONITOR (faults here), no nested VMX
+    }
+  }
+  return out;
+}
+
+std::vector<kvm_cpuid_entry2> GetSupportedCpuid(int kvm_fd) {
+  // Some hosts (this project's nested kvm_pvm) reject the ioctl with EINVAL: fall back to the
+  // host's CPUID, which is itself what the outer hypervisor exposes.
+  std::vector<kvm_cpuid_entry2> from_kvm = GetSupportedCpuidFromKvm(kvm_fd);
+  return from_kvm.empty() ? HostCpuid() : from_kvm;
+}
+
+std::vector<kvm_cpuid_entry2> GetSupportedCpuidFromKvm(int kvm_fd) {
+  for (uint32_t n = 64; n <= 4096; n *= 2) {
+    const size_t bytes = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
+    std::unique_ptr<uint8_t[]> buf(new uint8_t[bytes]());
+    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.get());
+    c->nent = n;
+    if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+      return std::vector<kvm_cpuid_entry2>(c->entries, c->entries + c->nent);
+    }
+    if (errno != E2BIG) return {};
+  }
+  return {};
+}
+
+}  // namespace apicv::kvm

@@ -1,0 +1,668 @@
+// RunGuest: vCPU threads, KVM_RUN exit dispatch into apicv's IrqChip or KVM's in-kernel irqchip,
+// halt with adaptive polling, the PC ports, reset and shutdown. See run_guest.h.
+#include "backend/kvm/run_guest.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+
+#include "backend/kvm/cpuid.h"
+#include "backend/kvm/fw_cfg.h"
+#include "backend/kvm/guest_memory.h"
+#include "backend/kvm/halt_poll.h"
+#include "backend/kvm/kvm_vm.h"
+#include "backend/kvm/system_ports.h"
+#include "backend/kvm/uart_16550.h"
+#include "backend/kvm/vcpu_kick.h"
+#include "devices/clock.h"
+#include "trace/trace_sink.h"
+#include "virt/vm.h"
+
+// Weak until the virtualization layer's factory is linked in every build: a missing definition
+// makes apicv mode fail loudly instead of breaking the kvm-only build.
+namespace apicv::virt {
+std::unique_ptr<IrqChip> CreateApicvIrqChip(const VmConfig& config, const Clock& clock,
+                                            trace::TraceSink* trace) __attribute__((weak));
+}
+
+namespace apicv::kvm {
+
+void RunCounters::Add(const RunCounters& o) {
+  for (size_t i = 0; i < exits.size(); ++i) exits[i] += o.exits[i];
+  eintr += o.eintr;
+  msr_exits_inval += o.msr_exits_inval;
+  msr_exits_filter += o.msr_exits_filter;
+  window_requests += o.window_requests;
+  window_exits += o.window_exits;
+  injections += o.injections;
+  nmis += o.nmis;
+  kicks += o.kicks;
+  kick_signals += o.kick_signals;
+  halts += o.halts;
+  halt_poll_success += o.halt_poll_success;
+  halt_sleeps += o.halt_sleeps;
+  sipis += o.sipis;
+}
+
+const char* ExitReasonName(unsigned reason) {
+  switch (reason) {
+    case KVM_EXIT_UNKNOWN:
+      return "UNKNOWN";
+    case KVM_EXIT_EXCEPTION:
+      return "EXCEPTION";
+    case KVM_EXIT_IO:
+      return "IO";
+    case KVM_EXIT_HYPERCALL:
+      return "HYPERCALL";
+    case KVM_EXIT_DEBUG:
+      return "DEBUG";
+    case KVM_EXIT_HLT:
+      return "HLT";
+    case KVM_EXIT_MMIO:
+      return "MMIO";
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+      return "IRQ_WINDOW_OPEN";
+    case KVM_EXIT_SHUTDOWN:
+      return "SHUTDOWN";
+    case KVM_EXIT_FAIL_ENTRY:
+      return "FAIL_ENTRY";
+    case KVM_EXIT_INTR:
+      return "INTR";
+    case KVM_EXIT_INTERNAL_ERROR:
+      return "INTERNAL_ERROR";
+    case KVM_EXIT_SYSTEM_EVENT:
+      return "SYSTEM_EVENT";
+    case KVM_EXIT_X86_RDMSR:
+      return "X86_RDMSR";
+    case KVM_EXIT_X86_WRMSR:
+      return "X86_WRMSR";
+    default:
+      return "OTHER";
+  }
+}
+
+namespace {
+
+constexpr size_t kMaxSamples = 16u << 20;  // bound on guest-driven memory use
+constexpr size_t kMaxLoggedUnknown = 64;
+constexpr uint64_t kMaxWaitNs = 1000000000ull;  // re-check the stop flag at least every second
+
+enum class StopKind : int { kNone, kDebugExit, kReset, kError, kTimeout, kPoweroff };
+enum class RunState : uint8_t { kRunning, kWaitForSipi };
+
+inline void CpuRelax() {
+  __builtin_ia32_pause();
+}
+
+class Machine {
+ public:
+  Machine(const RunOptions& opt, KvmSystem& sys, GuestMemory& mem, const Clock& clock,
+          virt::IrqChip* chip)
+      : opt_(opt),
+        sys_(sys),
+        mem_(mem),
+        clock_(clock),
+        chip_(chip),
+        uart_([this](uint8_t b) {
+          if (opt_.serial) opt_.serial(b);
+        }),
+        fw_cfg_(mem.size(), static_cast<uint16_t>(opt.smp)),
+        kicks_(static_cast<size_t>(opt.smp)) {}
+
+  void Kick(int v) {
+    if (v < 0 || v >= opt_.smp) return;
+    std::shared_lock lock(kick_mu_);
+    kick_count_.fetch_add(1, std::memory_order_relaxed);
+    if (kicks_[v].Kick()) kick_signal_count_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // One boot: create the VM, run every vCPU until a stop request, tear down.
+  StopKind Boot(const BootImage& boot, std::chrono::steady_clock::time_point deadline) {
+    stop_.store(static_cast<int>(StopKind::kNone));
+    KvmVm vm(sys_, mem_, opt_.irqchip, opt_.smp);
+    vm_ = &vm;
+    std::vector<kvm_cpuid_entry2> supported = GetSupportedCpuid(sys_.fd());
+    std::vector<std::unique_ptr<KvmVcpu>> vcpus;
+    vcpus.reserve(static_cast<size_t>(opt_.smp));
+    for (int i = 0; i < opt_.smp; ++i) {
+      vcpus.push_back(std::make_unique<KvmVcpu>(sys_, vm.fd(), i));
+      std::vector<kvm_cpuid_entry2> c = supported;
+      PatchCpuidForVcpu(c, static_cast<uint32_t>(i));
+      if (!vcpus.back()->SetCpuid(c) && !cpuid_warned_) {
+        cpuid_warned_ = true;
+        std::fprintf(stderr,
+                     "apicv: KVM_SET_CPUID2 is unsupported by this host (%s); the guest sees the "
+                     "host's CPUID\n",
+                     std::strerror(errno));
+      }
+    }
+    vcpus[0]->SetBootState(boot);
+    if (tsc_khz_ == 0) {
+      const int khz = ioctl(vcpus[0]->fd(), KVM_GET_TSC_KHZ, 0);
+      tsc_khz_ = khz > 0 ? static_cast<uint64_t>(khz) : 0;
+    }
+    std::vector<std::thread> threads;
+    threads.reserve(vcpus.size());
+    for (int i = 0; i < opt_.smp; ++i) {
+      threads.emplace_back([this, &vcpus, i] { VcpuThread(*vcpus[i]); });
+    }
+    {
+      std::unique_lock lock(stop_mu_);
+      if (!stop_cv_.wait_until(lock, deadline, [this] { return stop_.load() != 0; })) {
+        lock.unlock();
+        RequestStop(StopKind::kTimeout, kExitTimeout, "");
+      }
+    }
+    for (auto& t : threads) t.join();
+    vm_ = nullptr;
+    return static_cast<StopKind>(stop_.load());
+  }
+
+  void ResetDevices() {
+    std::lock_guard lock(dev_mu_);
+    uart_.Reset();
+    reset_ctl_.Reset();
+    fw_cfg_.Select(FwCfg::kSignature);
+  }
+
+  int exit_code() const { return exit_code_; }
+  const std::string& error() const { return error_; }
+  std::vector<uint32_t> TakeSamples() { return std::move(samples_); }
+  uint64_t tsc_khz() const { return tsc_khz_; }
+  RunCounters Counters() const {
+    RunCounters c = counters_;
+    c.kicks = kick_count_.load();
+    c.kick_signals = kick_signal_count_.load();
+    return c;
+  }
+
+ private:
+  bool stopping() const { return stop_.load(std::memory_order_acquire) != 0; }
+
+  void RequestStop(StopKind kind, int code, const std::string& msg) {
+    int expected = 0;
+    {
+      std::lock_guard lock(stop_mu_);
+      if (!stop_.compare_exchange_strong(expected, static_cast<int>(kind))) return;
+      exit_code_ = code;
+      error_ = msg;
+    }
+    stop_cv_.notify_all();
+    for (int i = 0; i < opt_.smp; ++i) Kick(i);
+  }
+
+  void LogUnknownOnce(const char* what, uint64_t addr) {
+    std::lock_guard lock(log_mu_);
+    if (logged_.size() >= kMaxLoggedUnknown) return;
+    const uint64_t key = addr ^ (static_cast<uint64_t>(what[0]) << 56);
+    if (!logged_.insert(key).second) return;
+    std::fprintf(
+        stderr, "apicv: %s 0x%llx ignored (reads all ones, writes dropped)%s\n", what,
+        static_cast<unsigned long long>(addr),
+        logged_.size() == kMaxLoggedUnknown ? "; further unknown accesses not logged" : "");
+  }
+
+  void VcpuThread(KvmVcpu& vcpu) {
+    const int v = vcpu.id();
+    trace::TaskContext task;
+    task.comm = "CPU " + std::to_string(v) + "/KVM";
+    task.pid = static_cast<int>(gettid());
+    task.cpu = sched_getcpu();
+    trace::set_current_task(task);
+    VcpuKick& kick = kicks_[v];
+    kick.Attach(pthread_self(), &vcpu.run()->immediate_exit);
+    RunCounters c;
+    try {
+      if (chip_ != nullptr) {
+        ApicvLoop(vcpu, kick, c);
+      } else {
+        KvmLoop(vcpu, kick, c);
+      }
+    } catch (const std::exception& e) {
+      RequestStop(StopKind::kError, kExitVmmError,
+                  std::string("vCPU ") + std::to_string(v) + ": " + e.what());
+    }
+    {
+      std::unique_lock lock(kick_mu_);
+      kick.Detach();
+    }
+    std::lock_guard lock(stop_mu_);
+    counters_.Add(c);
+  }
+
+  // Returns false when the exit stops this vCPU.
+  bool RunOnce(KvmVcpu& vcpu, VcpuKick& kick, RunCounters& c) {
+    kick.EnterRun();
+    const int r = ioctl(vcpu.fd(), KVM_RUN, 0);
+    const int err = errno;
+    kick.LeaveRun();
+    if (r != 0) {
+      if (err == EINTR || err == EAGAIN) {
+        ++c.eintr;
+        return true;
+      }
+      RequestStop(StopKind::kError, kExitVmmError,
+                  std::string("KVM_RUN failed: ") + std::strerror(err));
+      return false;
+    }
+    return true;
+  }
+
+  void KvmLoop(KvmVcpu& vcpu, VcpuKick& kick, RunCounters& c) {
+    kvm_run* run = vcpu.run();
+    while (!stopping()) {
+      kick.BeginCheck();
+      if (stopping()) break;
+      const int prev_eintr = static_cast<int>(c.eintr);
+      if (!RunOnce(vcpu, kick, c)) break;
+      if (static_cast<int>(c.eintr) != prev_eintr) continue;
+      HandleExit(vcpu, run, c, false);
+    }
+  }
+
+  void ApicvLoop(KvmVcpu& vcpu, VcpuKick& kick, RunCounters& c) {
+    const int v = vcpu.id();
+    kvm_run* run = vcpu.run();
+    HaltPollController halt_poll(opt_.vm_config.halt_poll_ns);
+    RunState state = v == 0 ? RunState::kRunning : RunState::kWaitForSipi;
+    while (!stopping()) {
+      const uint32_t seq = kick.BeginCheck();
+      const virt::MpEvent ev = chip_->take_mp_event(v);
+      if (ev.kind == virt::MpEvent::kInit) {
+        state = RunState::kWaitForSipi;
+        vcpu.SetInitState();
+      } else if (ev.kind == virt::MpEvent::kSipi && state == RunState::kWaitForSipi) {
+        vcpu.SetSipiState(ev.sipi_vector);
+        state = RunState::kRunning;
+        ++c.sipis;
+      }
+      if (state == RunState::kWaitForSipi) {
+        // Wait-for-SIPI: no interrupts are accepted; only INIT/SIPI (and timers) matter.
+        const uint64_t now = clock_.now_ns();
+        const uint64_t deadline = chip_->next_deadline_ns(v);
+        if (now >= deadline) {
+          chip_->run_timers(v);
+          continue;
+        }
+        if (!stopping()) kick.Wait(seq, std::min(deadline - now, kMaxWaitNs));
+        continue;
+      }
+      chip_->run_timers(v);
+      const bool ready = run->ready_for_interrupt_injection != 0;
+      const virt::Injection inj = chip_->check_and_inject_events(v, ready, run->if_flag != 0);
+      if (inj.nmi) {
+        if (ioctl(vcpu.fd(), KVM_NMI, 0) != 0) throw std::runtime_error("KVM_NMI failed");
+        ++c.nmis;
+      }
+      if (inj.vector >= 0 && ready) {
+        kvm_interrupt irq{};
+        irq.irq = static_cast<uint32_t>(inj.vector);
+        if (ioctl(vcpu.fd(), KVM_INTERRUPT, &irq) != 0) {
+          throw std::runtime_error("KVM_INTERRUPT failed");
+        }
+        ++c.injections;
+      }
+      run->request_interrupt_window = inj.request_window ? 1 : 0;
+      if (inj.request_window) ++c.window_requests;
+      run->cr8 = chip_->get_cr8(v);
+      chip_->vcpu_enter(v);
+      const uint64_t prev_eintr = c.eintr;
+      const bool ok = RunOnce(vcpu, kick, c);
+      chip_->vcpu_exit(v);
+      if (!ok) break;
+      if (c.eintr != prev_eintr) continue;
+      chip_->set_cr8(v, run->cr8);
+      if (run->exit_reason == KVM_EXIT_HLT) {
+        chip_->instruction_emulated(v);
+        ++c.exits[KVM_EXIT_HLT];
+        // `sti; hlt` exits with HLT instead of a window exit: treat it as the window exit.
+        if (inj.request_window && run->if_flag) {
+          chip_->interrupt_window_exit(v);
+          ++c.window_exits;
+        }
+        Halt(v, kick, run->if_flag != 0, halt_poll, c);
+        continue;
+      }
+      HandleExit(vcpu, run, c, inj.request_window);
+    }
+  }
+
+  // Blocks until has_events(), a stop, or nothing: polls first for halt_poll.poll_ns().
+  void Halt(int v, VcpuKick& kick, bool if_set, HaltPollController& hp, RunCounters& c) {
+    ++c.halts;
+    const uint64_t start = clock_.now_ns();
+    const uint64_t poll_ns = hp.poll_ns();
+    bool valid = false;
+    bool slept = false;
+    uint64_t now = start;
+    while (!stopping()) {
+      const uint32_t seq = kick.BeginCheck();
+      now = clock_.now_ns();
+      const uint64_t deadline = chip_->next_deadline_ns(v);
+      if (now >= deadline) chip_->run_timers(v);
+      if (chip_->has_events(v, if_set)) {
+        valid = true;
+        break;
+      }
+      if (now - start < poll_ns) {
+        CpuRelax();
+        continue;
+      }
+      const uint64_t d2 = chip_->next_deadline_ns(v);
+      const uint64_t timeout = d2 > now ? std::min(d2 - now, kMaxWaitNs) : 0;
+      if (timeout == 0) continue;
+      slept = true;
+      kick.Wait(seq, timeout);
+    }
+    now = clock_.now_ns();
+    if (valid && !slept) ++c.halt_poll_success;
+    if (slept) ++c.halt_sleeps;
+    hp.Update(now - start, valid);
+  }
+
+  void HandleExit(KvmVcpu& vcpu, kvm_run* run, RunCounters& c, bool window_requested) {
+    const int v = vcpu.id();
+    const unsigned reason = run->exit_reason;
+    ++c.exits[std::min<unsigned>(reason, 63)];
+    switch (reason) {
+      case KVM_EXIT_IO:
+        HandleIo(v, run);
+        if (chip_) chip_->instruction_emulated(v);
+        break;
+      case KVM_EXIT_MMIO:
+        HandleMmio(v, run);
+        if (chip_) chip_->instruction_emulated(v);
+        break;
+      case KVM_EXIT_X86_RDMSR:
+      case KVM_EXIT_X86_WRMSR:
+        HandleMsr(v, run, c);
+        if (chip_) chip_->instruction_emulated(v);
+        break;
+      case KVM_EXIT_IRQ_WINDOW_OPEN:
+        if (chip_) {
+          chip_->interrupt_window_exit(v);
+          ++c.window_exits;
+        }
+        (void)window_requested;
+        break;
+      case KVM_EXIT_HLT:
+        // kvm mode halts in the kernel; only reachable with a user-space LAPIC.
+        break;
+      case KVM_EXIT_INTR:
+        ++c.eintr;
+        break;
+      case KVM_EXIT_SHUTDOWN:
+        // Triple fault: a PC resets (QEMU does the same).
+        std::fprintf(stderr, "apicv: vCPU %d: triple fault (shutdown) at rip 0x%llx, resetting\n",
+                     v, static_cast<unsigned long long>(vcpu.Rip()));
+        RequestStop(StopKind::kReset, 0, "");
+        break;
+      case KVM_EXIT_SYSTEM_EVENT:
+        if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
+          RequestStop(StopKind::kReset, 0, "");
+        } else {
+          RequestStop(StopKind::kPoweroff, 0, "");
+        }
+        break;
+      default: {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "vCPU %d: unhandled KVM exit %u (%s) at rip 0x%llx", v,
+                      reason, ExitReasonName(reason), static_cast<unsigned long long>(vcpu.Rip()));
+        if (reason == KVM_EXIT_INTERNAL_ERROR) {
+          std::snprintf(buf + std::strlen(buf), sizeof buf - std::strlen(buf), " suberror %u",
+                        run->internal.suberror);
+        } else if (reason == KVM_EXIT_FAIL_ENTRY) {
+          std::snprintf(
+              buf + std::strlen(buf), sizeof buf - std::strlen(buf), " hw reason 0x%llx",
+              static_cast<unsigned long long>(run->fail_entry.hardware_entry_failure_reason));
+        }
+        RequestStop(StopKind::kError, kExitVmmError, buf);
+        break;
+      }
+    }
+  }
+
+  void HandleIo(int v, kvm_run* run) {
+    const unsigned size = run->io.size;
+    uint8_t* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+    for (uint32_t i = 0; i < run->io.count; ++i, data += size) {
+      if (run->io.direction == KVM_EXIT_IO_OUT) {
+        if (chip_ && chip_->pio_out(v, run->io.port, data, size) != virt::AccessResult::kNotMine) {
+          continue;
+        }
+        uint32_t value = 0;
+        std::memcpy(&value, data, std::min(size, 4u));
+        PortOut(run->io.port, value, size);
+      } else {
+        if (chip_ && chip_->pio_in(v, run->io.port, data, size) != virt::AccessResult::kNotMine) {
+          continue;
+        }
+        const uint32_t value = PortIn(run->io.port, size);
+        std::memcpy(data, &value, std::min(size, 4u));
+      }
+    }
+  }
+
+  void PortOut(uint16_t port, uint32_t value, unsigned size) {
+    if (port == kDebugExitPort) {
+      RequestStop(StopKind::kDebugExit, DebugExitStatus(value), "");
+      return;
+    }
+    const int line = TestDevLine(port);
+    if (line >= 0 && size == 1) {
+      if (vm_ != nullptr && chip_ == nullptr) {
+        vm_->SetIrqLine(static_cast<uint32_t>(line), value != 0);
+      } else {
+        LogUnknownOnce("test-device port not claimed by the irqchip:", port);
+      }
+      return;
+    }
+    std::lock_guard lock(dev_mu_);
+    if (uart_.Claims(port)) {
+      uart_.Write(port, static_cast<uint8_t>(value));
+    } else if (fw_cfg_.Claims(port)) {
+      fw_cfg_.Out(port, value, size);
+    } else if (port == kSamplePort && size == 4) {
+      if (samples_.size() < kMaxSamples) samples_.push_back(value);
+    } else if (port == kResetControlPort && size == 1) {
+      if (reset_ctl_.Write(static_cast<uint8_t>(value))) RequestStop(StopKind::kReset, 0, "");
+    } else if (port == kKbcCommandPort && size == 1) {
+      if (KbcCommandRequestsReset(static_cast<uint8_t>(value))) {
+        RequestStop(StopKind::kReset, 0, "");
+      }
+    } else if (port == kKbcDataPort) {
+      // No keyboard: data writes are dropped silently (firmware probes it).
+    } else {
+      LogUnknownOnce("unknown port write", port);
+    }
+  }
+
+  uint32_t PortIn(uint16_t port, unsigned size) {
+    const uint32_t ones = size >= 4 ? 0xFFFFFFFFu : (1u << (8 * size)) - 1;
+    std::lock_guard lock(dev_mu_);
+    if (uart_.Claims(port)) return uart_.Read(port);
+    if (fw_cfg_.Claims(port)) return fw_cfg_.In(port, size);
+    if (port == kResetControlPort) return reset_ctl_.Read();
+    if (port == kKbcCommandPort || port == kKbcDataPort) return 0;  // buffers empty
+    if (TestDevLine(port) >= 0) return 0;
+    LogUnknownOnce("unknown port read", port);
+    return ones;
+  }
+
+  void HandleMmio(int v, kvm_run* run) {
+    const unsigned len = std::min<unsigned>(run->mmio.len, 8);
+    if (run->mmio.is_write) {
+      if (chip_ && chip_->mmio_write(v, run->mmio.phys_addr, run->mmio.data, len) !=
+                       virt::AccessResult::kNotMine) {
+        return;
+      }
+      LogUnknownOnce("unknown MMIO write", run->mmio.phys_addr);
+    } else {
+      if (chip_ && chip_->mmio_read(v, run->mmio.phys_addr, run->mmio.data, len) !=
+                       virt::AccessResult::kNotMine) {
+        return;
+      }
+      std::memset(run->mmio.data, 0xFF, len);
+      LogUnknownOnce("unknown MMIO read", run->mmio.phys_addr);
+    }
+  }
+
+  void HandleMsr(int v, kvm_run* run, RunCounters& c) {
+    const bool inval = run->msr.reason == KVM_MSR_EXIT_REASON_INVAL;
+    if (inval) {
+      ++c.msr_exits_inval;
+    } else {
+      ++c.msr_exits_filter;
+    }
+    virt::AccessResult r = virt::AccessResult::kNotMine;
+    if (chip_) {
+      if (run->exit_reason == KVM_EXIT_X86_RDMSR) {
+        uint64_t value = 0;
+        r = chip_->rdmsr(v, run->msr.index, &value);
+        if (r == virt::AccessResult::kHandled) run->msr.data = value;
+      } else {
+        r = chip_->wrmsr(v, run->msr.index, run->msr.data);
+      }
+    }
+    switch (r) {
+      case virt::AccessResult::kHandled:
+        run->msr.error = 0;
+        break;
+      case virt::AccessResult::kGp:
+        run->msr.error = 1;
+        break;
+      case virt::AccessResult::kNotMine:
+        if (inval) {
+          run->msr.error = 1;  // KVM does not know it either: #GP, as without user-space MSRs
+        } else {
+          // Filtered for apicv but not served (e.g. no vPMU yet): read 0, drop writes.
+          run->msr.error = 0;
+          if (run->exit_reason == KVM_EXIT_X86_RDMSR) run->msr.data = 0;
+          LogUnknownOnce("unserved filtered MSR", run->msr.index);
+        }
+        break;
+    }
+  }
+
+  const RunOptions& opt_;
+  KvmSystem& sys_;
+  GuestMemory& mem_;
+  const Clock& clock_;
+  virt::IrqChip* chip_;
+  KvmVm* vm_ = nullptr;
+
+  std::mutex dev_mu_;  // the port devices below; leaf lock
+  Uart16550 uart_;
+  FwCfg fw_cfg_;
+  ResetControl reset_ctl_;
+  std::vector<uint32_t> samples_;
+
+  std::shared_mutex kick_mu_;  // shared: kickers; exclusive: a vCPU detaching its kvm_run
+  std::vector<VcpuKick> kicks_;
+  std::atomic<uint64_t> kick_count_{0};
+  std::atomic<uint64_t> kick_signal_count_{0};
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  std::atomic<int> stop_{0};
+  int exit_code_ = 0;
+  std::string error_;
+  RunCounters counters_;
+  uint64_t tsc_khz_ = 0;
+  bool cpuid_warned_ = false;
+
+  std::mutex log_mu_;
+  std::set<uint64_t> logged_;
+};
+
+BootImage LoadKernel(const RunOptions& opt, GuestMemory& mem) {
+  if (opt.kernel.empty()) throw std::runtime_error("no kernel image given");
+  if (opt.flat_entry) return LoadFlat(mem, opt.kernel, *opt.flat_entry);
+  if (IsMultiboot(opt.kernel)) {
+    MultibootArgs args;
+    args.kernel_name = opt.kernel_name;
+    args.append = opt.append;
+    args.initrd = opt.initrd;
+    args.initrd_name = opt.initrd_name;
+    return LoadMultiboot(mem, opt.kernel, args);
+  }
+  if (IsElf(opt.kernel)) {
+    throw std::runtime_error("ELF kernel without a multiboot v1 header is unsupported");
+  }
+  return LoadFlat(mem, opt.kernel, EntryMode::kProtected32);
+}
+
+}  // namespace
+
+RunResult RunGuest(const RunOptions& opt) {
+  if (opt.smp < 1 || opt.smp > kMaxVcpus) {
+    throw std::runtime_error("-smp must be 1.." + std::to_string(kMaxVcpus));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                 std::chrono::duration<double>(opt.timeout_s));
+  KvmSystem sys;
+  VcpuKick::InstallSignalHandler();
+  GuestMemory mem(opt.mem_size);
+  MonotonicClock clock;
+  std::unique_ptr<virt::IrqChip> chip;
+  if (opt.irqchip == IrqchipMode::kApicv) {
+    virt::VmConfig cfg = opt.vm_config;
+    cfg.nr_vcpus = opt.smp;
+    if (opt.irqchip_factory) {
+      chip = opt.irqchip_factory(cfg, clock);
+    } else if (&virt::CreateApicvIrqChip != nullptr) {
+      chip = virt::CreateApicvIrqChip(cfg, clock, opt.trace);
+    }
+    if (!chip) {
+      throw std::runtime_error(
+          "--irqchip apicv is unsupported in this build: the virtualization layer's "
+          "CreateApicvIrqChip is not linked");
+    }
+  }
+  Machine m(opt, sys, mem, clock, chip.get());
+  if (chip) chip->set_kick([&m](int v) { m.Kick(v); });
+
+  RunResult res;
+  for (;;) {
+    mem.clear();
+    const BootImage boot = LoadKernel(opt, mem);
+    const StopKind kind = m.Boot(boot, deadline);
+    if (kind == StopKind::kReset) {
+      if (res.reboots >= opt.max_reboots) {
+        res.exit_code = kExitVmmError;
+        res.error = "reboot limit reached (--max-reboots " + std::to_string(opt.max_reboots) + ")";
+        break;
+      }
+      ++res.reboots;
+      m.ResetDevices();
+      if (chip) chip->reset();
+      continue;
+    }
+    res.exit_code = m.exit_code();
+    res.error = m.error();
+    res.debug_exit = kind == StopKind::kDebugExit;
+    res.timed_out = kind == StopKind::kTimeout;
+    break;
+  }
+  if (chip) chip->set_kick([](int) {});
+  res.samples = m.TakeSamples();
+  res.tsc_khz = m.tsc_khz();
+  res.counters = m.Counters();
+  res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace apicv::kvm
