@@ -51,8 +51,11 @@ SyntheticVm::SyntheticVm(const SyntheticConfig& config, trace::TraceSink* trace)
       inhibits_(InhibitOptions(config), requests_, trace),
       irq_window_(config.irqwin, inhibits_, trace),
       state_(std::make_unique<VcpuState[]>(static_cast<size_t>(config.nr_vcpus))) {
-  // VM creation and irqchip/PIT setup run on the VMM's main thread; in ftrace that is the
-  // creating task, which seed 000 shows as "<...>".
+  // VM creation and irqchip/PIT setup run on the VMM's main thread; ftrace shows it as "<...>"
+  // in seed 000 (comm not recorded). Its pid precedes the vCPU threads'.
+  trace::TaskContext vmm;
+  vmm.pid = config.base_pid - 1;
+  trace::set_current_task(vmm);
   inhibits_.init(config.enable_apicv);
   if (config.irqchip) inhibits_.clear(virt::InhibitReason::kAbsent);
   if (config.irqchip && config.pit_reinject) inhibits_.set(virt::InhibitReason::kPitReinj);
