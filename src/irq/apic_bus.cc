@@ -46,7 +46,8 @@ bool RouteFast(const x86::InterruptRequest& req, const ApicMap* map,
     return true;
   }
   if (req.shorthand != x86::Shorthand::kNone) return false;
-  if (map == nullptr || !map->valid()) return false;
+  // A map built for another vCPU set would name indices outside `views`: use the slow path.
+  if (map == nullptr || !map->valid() || map->vcpu_count() != views.size()) return false;
   if (IsBroadcastDest(req, source, *map, options)) return false;
 
   if (!req.dest_logical) {

@@ -38,6 +38,7 @@ bool ApicMap::Rebuild(std::span<const ApicView> views, ApicMapOptions options) {
                             " (limit " + std::to_string(kMaxApicId) + ")");
   }
   max_apic_id_ = max_id;
+  vcpu_count_ = views.size();
   phys_map_.assign(static_cast<size_t>(max_id) + 1, kNone);  // keeps capacity
   for (auto& row : logical_map_) row.fill(kNone);
   logical_mode_ = LogicalMode::kSwDisabled;

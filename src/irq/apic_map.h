@@ -68,6 +68,8 @@ class ApicMap {
   bool valid() const { return valid_; }
   LogicalMode logical_mode() const { return logical_mode_; }
   uint32_t max_apic_id() const { return max_apic_id_; }
+  // Number of views the map was built from; routing refuses a map built for another vCPU set.
+  size_t vcpu_count() const { return vcpu_count_; }
   const ApicMapFlags& flags() const { return flags_; }
 
   // vCPU index whose physical APIC ID is `id`, or kNone. Only meaningful when valid().
@@ -82,6 +84,7 @@ class ApicMap {
   bool valid_ = false;
   LogicalMode logical_mode_ = LogicalMode::kSwDisabled;
   uint32_t max_apic_id_ = 0;
+  size_t vcpu_count_ = 0;
   ApicMapFlags flags_;
   std::vector<int32_t> phys_map_;
   // xAPIC flat uses row 0 bits 0-7; xAPIC cluster c uses row c bits 0-3 (KVM's union of

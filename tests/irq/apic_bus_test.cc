@@ -255,6 +255,17 @@ TEST(ApicBusTest, HostileDestinationsAndVectors) {
   EXPECT_EQ(Targets(out), std::vector<int>{1});
 }
 
+TEST(ApicBusTest, MapForAnotherVcpuSetIsNotUsed) {
+  auto big = X2ApicVcpus(64);
+  ApicMap map(big);
+  auto small = X2ApicVcpus(4);
+  TargetList out;
+  EXPECT_EQ(Route(Ipi(0, 40, false, 0x40, DeliveryMode::kFixed, true), &map, small, {}, out), -1);
+  EXPECT_FALSE(out.fast_path);
+  EXPECT_EQ(Route(Ipi(0, 2, false, 0x40, DeliveryMode::kFixed, true), &map, small, {}, out), 1);
+  EXPECT_EQ(Targets(out), std::vector<int>{2});
+}
+
 TEST(ApicBusTest, RandomLdrsAt1024DoNotCrash) {
   std::mt19937 rng(7);
   std::vector<ApicView> v;
