@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 namespace apicv {
 namespace {
@@ -55,11 +57,21 @@ LapicTimer::Params TimerParams(const LapicConfig& c) {
   return p;
 }
 
-LapicConfig Sanitize(LapicConfig c) {
-  c.maxphyaddr = std::clamp<uint32_t>(c.maxphyaddr, 32, 52);
-  c.bus_cycle_ns = std::max<uint64_t>(c.bus_cycle_ns, 1);
-  // Without x2APIC there is no directed EOI to advertise (KVM ties LVR[24] to x2APIC).
-  if (!c.x2apic_supported) c.directed_eoi = false;
+// Configuration comes from the host (command line, VM setup), not the guest: refuse what cannot be
+// modelled instead of silently changing it.
+const LapicConfig& Validate(const LapicConfig& c) {
+  if (c.maxphyaddr < 32 || c.maxphyaddr > 52) {
+    throw std::invalid_argument("LapicConfig: maxphyaddr " + std::to_string(c.maxphyaddr) +
+                                " unsupported (must be 32..52)");
+  }
+  if (c.bus_cycle_ns == 0) {
+    throw std::invalid_argument("LapicConfig: bus_cycle_ns 0 unsupported (must be >= 1)");
+  }
+  if (c.directed_eoi && !c.x2apic_supported) {
+    // KVM only advertises directed EOI (LVR[24]) to guests that have x2APIC.
+    throw std::invalid_argument(
+        "LapicConfig: directed_eoi without x2apic_supported is unsupported");
+  }
   return c;
 }
 
@@ -68,7 +80,7 @@ LapicConfig Sanitize(LapicConfig c) {
 Lapic::Lapic(uint32_t vcpu_id, bool bsp, const LapicConfig& config)
     : vcpu_id_(vcpu_id),
       bsp_(bsp),
-      config_(Sanitize(config)),
+      config_(Validate(config)),
       timer_mode_mask_(config_.tsc_deadline_supported ? kLvtTimerModeMask
                                                       : (1u << kLvtTimerModeShift)),
       timer_(TimerParams(config_)) {

@@ -39,7 +39,7 @@ struct LapicConfig {
   bool lint0_reenabled_quirk = true;   // KVM_X86_QUIRK_LINT0_REENABLED: BSP LINT0 = ExtINT at reset
   uint64_t bus_cycle_ns = 1;           // KVM apic_bus_cycle_ns
   uint64_t min_periodic_ns = 200000;   // KVM min_timer_period_us (200 us)
-  uint32_t maxphyaddr = 46;            // IA32_APIC_BASE bits >= this are reserved (clamped 32..52)
+  uint32_t maxphyaddr = 46;            // IA32_APIC_BASE bits >= this are reserved (32..52)
   uint64_t tsc_khz = 1000000;          // guest TSC rate for IA32_TSC_DEADLINE (0: never fires)
 };
 
@@ -87,6 +87,8 @@ struct LapicIdentity {
 class Lapic {
  public:
   // Constructs the APIC in its power-on state (RESET): xAPIC mode, enabled, base 0xFEE00000.
+  // Throws std::invalid_argument ("... unsupported") for a configuration that cannot be modelled:
+  // maxphyaddr outside 32..52, bus_cycle_ns 0, directed_eoi without x2apic_supported.
   Lapic(uint32_t vcpu_id, bool bsp, const LapicConfig& config);
   Lapic(const Lapic&) = delete;
   Lapic& operator=(const Lapic&) = delete;

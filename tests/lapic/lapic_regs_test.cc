@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <stdexcept>
+#include <string>
 
 #include "devices/lapic.h"
 #include "lapic_test_util.h"
@@ -68,6 +70,30 @@ TEST(LapicReset, LvrAdvertisesDirectedEoiOnlyWhenConfigured) {
   c.directed_eoi = true;
   Lapic apic(0, false, c);
   EXPECT_EQ(Read(apic, kApicLvr), 0x01050014u);
+}
+
+TEST(LapicConfigCheck, UnmodellableConfigurationsAreRefusedLoudly) {
+  auto make = [](LapicConfig c) { Lapic apic(0, false, c); };
+  LapicConfig c;
+  c.maxphyaddr = 53;
+  EXPECT_THROW(make(c), std::invalid_argument);
+  c.maxphyaddr = 31;
+  EXPECT_THROW(make(c), std::invalid_argument);
+  c = LapicConfig{};
+  c.bus_cycle_ns = 0;
+  EXPECT_THROW(make(c), std::invalid_argument);
+  c = LapicConfig{};
+  c.directed_eoi = true;
+  c.x2apic_supported = false;
+  try {
+    make(c);
+    ADD_FAILURE() << "expected a throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("unsupported"), std::string::npos);
+  }
+  c = LapicConfig{};
+  c.maxphyaddr = 52;
+  EXPECT_NO_THROW(make(c));
 }
 
 TEST(LapicMmio, SubWordReadsInsideTheFirstFourBytes) {
