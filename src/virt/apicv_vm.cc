@@ -1,0 +1,862 @@
+// ApicvVm: see apicv_vm.h.
+#include "virt/apicv_vm.h"
+
+#include <x86intrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "trace/kvm_events.h"
+#include "virt/vm.h"
+#include "x86/ioapic_defs.h"
+
+namespace apicv::virt {
+
+using x86::DeliveryMode;
+using x86::InterruptRequest;
+
+namespace {
+
+constexpr uint64_t kIoApicBase = 0xFEC00000ull;
+constexpr uint64_t kIoApicSize = 0x100;  // KVM's IOAPIC_MEM_LENGTH
+constexpr uint16_t kTestDevBase = 0x2000;
+constexpr uint16_t kTestDevEnd = 0x2017;
+constexpr unsigned kIsaIrq0IoApicPin = 2;
+
+// PMU MSRs served by the vPMU (Intel v2 and AMD legacy / core extension).
+bool IsPmuMsrRange(uint32_t msr) {
+  return (msr >= 0xC1 && msr <= 0xC4) || (msr >= 0x186 && msr <= 0x189) ||
+         (msr >= 0x309 && msr <= 0x30B) || (msr >= 0x38D && msr <= 0x390) || msr == 0x345 ||
+         (msr >= 0xC0010000 && msr <= 0xC0010007) || (msr >= 0xC0010200 && msr <= 0xC001020B);
+}
+
+uint64_t LoadLe(const void* data, unsigned len) {
+  uint64_t v = 0;
+  std::memcpy(&v, data, std::min(len, 8u));
+  return v;
+}
+
+void StoreLe(void* data, unsigned len, uint64_t v) { std::memcpy(data, &v, std::min(len, 8u)); }
+
+}  // namespace
+
+struct ApicvVm::VcpuCtx {
+  VcpuCtx(int id, const LapicConfig& lc, const PmuConfig& pc)
+      : lapic(static_cast<uint32_t>(id), id == 0, lc), pmu(pc) {}
+  Lapic lapic;
+  Pmu pmu;
+  // Published LAPIC timer deadline for the timer thread; the owner writes it.
+  std::atomic<uint64_t> timer_deadline{UINT64_MAX};
+  uint64_t kicked_deadline = UINT64_MAX;  // timer thread only
+  std::atomic<int> nmi_pending{0};        // KVM's nmi_queued, saturating at 2
+  std::atomic<bool> init_pending{false};
+  std::atomic<int> sipi_vector{-1};
+  int pending_external_vector = -1;  // split placement: the VMM layer's ExtINT (owner thread)
+  bool model_window = false;         // the model opened an IRQ window (owner thread)
+};
+
+ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* trace)
+    : config_(config),
+      clock_(clock),
+      trace_(trace),
+      reqs_(config.nr_vcpus,
+            [this](int v) {
+              if (kick_) kick_(v);
+            },
+            [this](int v) {
+              if (kick_) kick_(v);
+            }),
+      inhibits_({config.vendor == VendorModel::kSvm ? Vendor::kSvm : Vendor::kVmx,
+                 config.irqwin == IrqWindowMode::kCounted},
+                reqs_, trace),
+      irqwin_(config.irqwin == IrqWindowMode::kCounted ? IrqWinStrategy::kCounted
+                                                       : IrqWinStrategy::kLegacy,
+              inhibits_, trace),
+      pit_(PitConfig{.policy = LostTickPolicy::kDiscard}) {
+  LapicConfig lc;
+  lc.esr_sdm_mode = config.esr_sdm_mode;
+  if (config.tsc_khz) lc.tsc_khz = config.tsc_khz;
+  PmuConfig pc;
+  pc.model = config.pmu_vendor == PmuVendor::kIntel ? PmuModel::kIntelV2 : PmuModel::kAmd;
+  vcpus_.reserve(static_cast<size_t>(config.nr_vcpus));
+  for (int i = 0; i < config.nr_vcpus; ++i) vcpus_.push_back(std::make_unique<VcpuCtx>(i, lc, pc));
+  views_.resize(static_cast<size_t>(config.nr_vcpus));
+
+  // kvm_apicv_init(): ABSENT (or DISABLED with --avic off). Creating the in-kernel irqchip
+  // (on / split) clears ABSENT; with irqchip off the LAPIC is not KVM's and APICv stays absent.
+  inhibits_.init(config.enable_apicv);
+  if (config.placement != IrqchipPlacement::kOff) inhibits_.clear(InhibitReason::kAbsent);
+  // kvm_create_pit() enables reinjection; QEMU's lost_tick_policy=discard turns it off again.
+  if (config.placement == IrqchipPlacement::kOn) {
+    inhibits_.set(InhibitReason::kPitReinj);
+    pit_reinject_ = true;
+    if (config.pit_policy == PitPolicy::kDiscard) {
+      inhibits_.clear(InhibitReason::kPitReinj);
+      pit_reinject_ = false;
+    }
+  }
+  pit_.set_lost_tick_policy(pit_reinject_ ? LostTickPolicy::kDelay : LostTickPolicy::kDiscard);
+  for (int i = 0; i < config.nr_vcpus; ++i) {
+    std::lock_guard<std::mutex> g(map_mu_);
+    const LapicIdentity id = vcpus_[static_cast<size_t>(i)]->lapic.identity();
+    views_[static_cast<size_t>(i)] = {id.vcpu_id, id.hw_enabled, id.x2apic, id.sw_enabled,
+                                      id.xapic_id, id.ldr, id.dfr, 0};
+  }
+  rebuild_apic_map(-1);
+  for (int i = 0; i < config.nr_vcpus; ++i) reqs_.vcpu(i).make_request(kReqApicvUpdate);
+  timer_thread_ = std::thread([this] { timer_thread_main(); });
+}
+
+ApicvVm::~ApicvVm() {
+  {
+    std::lock_guard<std::mutex> g(timer_mu_);
+    timer_stop_ = true;
+  }
+  timer_cv_.notify_all();
+  if (timer_thread_.joinable()) timer_thread_.join();
+}
+
+Lapic& ApicvVm::lapic(int vcpu) { return vcpus_[static_cast<size_t>(vcpu)]->lapic; }
+Pmu& ApicvVm::pmu(int vcpu) { return vcpus_[static_cast<size_t>(vcpu)]->pmu; }
+
+void ApicvVm::set_kick(std::function<void(int)> kick) { kick_ = std::move(kick); }
+
+uint64_t ApicvVm::read_tsc() { return __rdtsc(); }
+
+// ---------------------------------------------------------------------------------------------
+// Guest accesses
+
+bool ApicvVm::owns_lapic_mmio(VcpuCtx& c, uint64_t gpa) const {
+  // The xAPIC page is decoded only while the APIC is enabled in xAPIC mode, at its current base.
+  if (c.lapic.mode() != ApicMode::kXApic) return false;
+  const uint64_t base = c.lapic.get_apic_base() & x86::kApicBaseAddrMask & ((1ull << 46) - 1);
+  return gpa >= base && gpa < base + x86::kApicMmioSize;
+}
+
+AccessResult ApicvVm::mmio_read(int vcpu, uint64_t gpa, void* data, unsigned len) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  if (owns_lapic_mmio(c, gpa)) {
+    const uint64_t base = c.lapic.get_apic_base() & x86::kApicBaseAddrMask;
+    handle_lapic_output(vcpu, c.lapic.mmio_read(static_cast<uint32_t>(gpa - base), data, len, now()));
+    return AccessResult::kHandled;
+  }
+  if (gpa >= kIoApicBase && gpa < kIoApicBase + kIoApicSize) {
+    IoApicOutput out;
+    {
+      std::lock_guard<std::mutex> g(ioapic_mu_);
+      out = ioapic_.mmio_read(static_cast<uint32_t>(gpa - kIoApicBase), data, len, now());
+    }
+    if (config_.placement != IrqchipPlacement::kOn) st_vmm_exits_.fetch_add(1);
+    ioapic_output(out);
+    return AccessResult::kHandled;
+  }
+  return AccessResult::kNotMine;
+}
+
+AccessResult ApicvVm::mmio_write(int vcpu, uint64_t gpa, const void* data, unsigned len) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  if (owns_lapic_mmio(c, gpa)) {
+    const uint64_t base = c.lapic.get_apic_base() & x86::kApicBaseAddrMask;
+    handle_lapic_output(vcpu,
+                        c.lapic.mmio_write(static_cast<uint32_t>(gpa - base), data, len, now()));
+    return AccessResult::kHandled;
+  }
+  if (gpa >= kIoApicBase && gpa < kIoApicBase + kIoApicSize) {
+    IoApicOutput out;
+    {
+      std::lock_guard<std::mutex> g(ioapic_mu_);
+      out = ioapic_.mmio_write(static_cast<uint32_t>(gpa - kIoApicBase), data, len, now());
+    }
+    if (config_.placement != IrqchipPlacement::kOn) st_vmm_exits_.fetch_add(1);
+    ioapic_output(out);
+    return AccessResult::kHandled;
+  }
+  return AccessResult::kNotMine;
+}
+
+AccessResult ApicvVm::pio_in(int vcpu, uint16_t port, void* data, unsigned len) {
+  (void)vcpu;
+  if (Pic::handles_port(port)) {
+    uint8_t v = 0xFF;
+    PicOutput out;
+    {
+      std::lock_guard<std::mutex> g(pic_mu_);
+      out = pic_.pio_read(port, &v);
+      pic_output_.store(pic_.output(), std::memory_order_release);
+    }
+    if (config_.placement != IrqchipPlacement::kOn) st_vmm_exits_.fetch_add(1);
+    std::memset(data, 0, len);
+    StoreLe(data, 1, v);
+    pic_output(out);
+    return AccessResult::kHandled;
+  }
+  if (Pit::handles_port(port)) {
+    uint8_t v;
+    {
+      std::lock_guard<std::mutex> g(pit_mu_);
+      v = pit_.pio_read(port, now());
+    }
+    if (config_.placement != IrqchipPlacement::kOn) st_vmm_exits_.fetch_add(1);
+    std::memset(data, 0, len);
+    StoreLe(data, 1, v);
+    return AccessResult::kHandled;
+  }
+  if (port >= kTestDevBase && port <= kTestDevEnd) {
+    std::memset(data, 0, len);  // the line state is write-only
+    return AccessResult::kHandled;
+  }
+  return AccessResult::kNotMine;
+}
+
+AccessResult ApicvVm::pio_out(int vcpu, uint16_t port, const void* data, unsigned len) {
+  (void)vcpu;
+  const uint8_t v = static_cast<uint8_t>(LoadLe(data, len));
+  if (Pic::handles_port(port)) {
+    PicOutput out;
+    {
+      std::lock_guard<std::mutex> g(pic_mu_);
+      out = pic_.pio_write(port, v);
+      pic_output_.store(pic_.output(), std::memory_order_release);
+    }
+    if (config_.placement != IrqchipPlacement::kOn) st_vmm_exits_.fetch_add(1);
+    pic_output(out);
+    return AccessResult::kHandled;
+  }
+  if (Pit::handles_port(port)) {
+    PitOutput out;
+    {
+      std::lock_guard<std::mutex> g(pit_mu_);
+      out = pit_.pio_write(port, v, now());
+    }
+    if (config_.placement != IrqchipPlacement::kOn) st_vmm_exits_.fetch_add(1);
+    pit_output(out);
+    wake_timer_thread();
+    return AccessResult::kHandled;
+  }
+  if (port >= kTestDevBase && port <= kTestDevEnd) {
+    set_isa_irq(port - kTestDevBase, v != 0);
+    return AccessResult::kHandled;
+  }
+  return AccessResult::kNotMine;
+}
+
+AccessResult ApicvVm::rdmsr(int vcpu, uint32_t msr, uint64_t* value) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  if (msr == x86::kMsrApicBase) {
+    *value = c.lapic.get_apic_base();
+    return AccessResult::kHandled;
+  }
+  if (msr == x86::kMsrTscDeadline) {
+    *value = c.lapic.rdmsr_tsc_deadline();
+    return AccessResult::kHandled;
+  }
+  if (msr >= x86::kX2ApicMsrBase && msr <= x86::kX2ApicMsrEnd) {
+    // kvm_x2apic_msr_read(): #GP unless the APIC is in x2APIC mode.
+    if (!c.lapic.x2apic_mode()) return AccessResult::kGp;
+    MsrAccess a = c.lapic.rdmsr_x2apic(msr, now());
+    handle_lapic_output(vcpu, a.out);
+    if (a.gp) return AccessResult::kGp;
+    *value = a.value;
+    return AccessResult::kHandled;
+  }
+  if (IsPmuMsrRange(msr)) {
+    switch (c.pmu.rdmsr(msr, value)) {
+      case PmuMsrResult::kOk:
+        return AccessResult::kHandled;
+      case PmuMsrResult::kGp:
+      case PmuMsrResult::kNotPmu:
+        return AccessResult::kGp;
+    }
+  }
+  return AccessResult::kNotMine;
+}
+
+AccessResult ApicvVm::wrmsr(int vcpu, uint32_t msr, uint64_t value) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  if (msr == x86::kMsrApicBase) {
+    MsrAccess a = c.lapic.set_apic_base(value, /*host_initiated=*/false);
+    if (a.gp) return AccessResult::kGp;
+    handle_lapic_output(vcpu, a.out);
+    return AccessResult::kHandled;
+  }
+  if (msr == x86::kMsrTscDeadline) {
+    handle_lapic_output(vcpu, c.lapic.wrmsr_tsc_deadline(value, now(), read_tsc()));
+    return AccessResult::kHandled;
+  }
+  if (msr >= x86::kX2ApicMsrBase && msr <= x86::kX2ApicMsrEnd) {
+    if (!c.lapic.x2apic_mode()) return AccessResult::kGp;
+    MsrAccess a = c.lapic.wrmsr_x2apic(msr, value, now());
+    if (a.gp) return AccessResult::kGp;
+    handle_lapic_output(vcpu, a.out);
+    return AccessResult::kHandled;
+  }
+  if (IsPmuMsrRange(msr)) {
+    switch (c.pmu.wrmsr(msr, value)) {
+      case PmuMsrResult::kOk:
+        // Writing a counter or control can complete an overflow immediately (counter at -1 with
+        // status bits); pick up a PMI request if one was raised.
+        if (c.pmu.take_pmi_request()) reqs_.vcpu(vcpu).make_request(kReqPmi);
+        return AccessResult::kHandled;
+      case PmuMsrResult::kGp:
+      case PmuMsrResult::kNotPmu:
+        return AccessResult::kGp;
+    }
+  }
+  return AccessResult::kNotMine;
+}
+
+void ApicvVm::set_cr8(int vcpu, uint64_t cr8) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  if (c.lapic.get_cr8() == (cr8 & 0xF)) return;
+  if (c.lapic.set_cr8(cr8)) reqs_.vcpu(vcpu).make_request(kReqEvent);
+}
+
+uint64_t ApicvVm::get_cr8(int vcpu) { return vcpus_[static_cast<size_t>(vcpu)]->lapic.get_cr8(); }
+
+// ---------------------------------------------------------------------------------------------
+// LAPIC side effects
+
+void ApicvVm::handle_lapic_output(int vcpu, const LapicOutput& out) {
+  if (out.map_dirty) rebuild_apic_map(vcpu);
+  if (out.base_modified) inhibits_.set(InhibitReason::kApicBaseModified);
+  if (out.apicv_update) reqs_.vcpu(vcpu).make_request(kReqApicvUpdate);
+  if (out.ipi) send_ipi(vcpu, *out.ipi);
+  if (out.eoi) eoi_broadcast(vcpu, *out.eoi);
+  if (out.timer_changed) note_timer(vcpu);
+  if (out.event) reqs_.vcpu(vcpu).make_request(kReqEvent);
+}
+
+void ApicvVm::rebuild_apic_map(int changed_vcpu) {
+  irq::ApicMapFlags flags;
+  bool id_written_2022 = false;
+  {
+    std::lock_guard<std::mutex> g(map_mu_);
+    if (changed_vcpu >= 0) {
+      // The owner thread calls us, so reading its Lapic is safe.
+      const LapicIdentity id = vcpus_[static_cast<size_t>(changed_vcpu)]->lapic.identity();
+      irq::ApicView& v = views_[static_cast<size_t>(changed_vcpu)];
+      // 2022 rule (3743c2f02517): the first guest write that makes an xAPIC ID differ from the
+      // vCPU id (not truncated) sets APIC_ID_MODIFIED for good.
+      if (id.hw_enabled && !id.x2apic && v.present && !v.x2apic && v.xapic_id != id.xapic_id &&
+          id.xapic_id != id.vcpu_id)
+        id_written_2022 = true;
+      v = {id.vcpu_id, id.hw_enabled, id.x2apic, id.sw_enabled, id.xapic_id, id.ldr, id.dfr, 0};
+    }
+    auto snap = std::make_shared<MapSnapshot>();
+    snap->views = views_;
+    snap->map.Rebuild(snap->views);
+    flags = snap->map.flags();
+    std::lock_guard<std::mutex> sg(snap_mu_);
+    map_snapshot_ = std::move(snap);
+  }
+  st_map_rebuilds_.fetch_add(1, std::memory_order_relaxed);
+  // kvm_recalculate_apic_map(): the three map inhibits are recomputed on every rebuild.
+  inhibits_.set_or_clear(InhibitReason::kPhysicalIdAliased, flags.phys_id_aliased);
+  inhibits_.set_or_clear(InhibitReason::kLogicalIdAliased, flags.logical_id_aliased);
+  if (config_.apic_id_check == ApicIdCheck::kCurrent) {
+    inhibits_.set_or_clear(InhibitReason::kApicIdModified, flags.xapic_id_mismatch);
+  } else if (id_written_2022) {
+    inhibits_.set(InhibitReason::kApicIdModified);
+  }
+}
+
+void ApicvVm::send_ipi(int src, const InterruptRequest& req) {
+  st_ipis_.fetch_add(1, std::memory_order_relaxed);
+  trace::trace_kvm_apic_ipi(trace_, 0, req.dest_id);
+  route_and_deliver(src, req);
+}
+
+void ApicvVm::route_and_deliver(int src, const InterruptRequest& req) {
+  std::shared_ptr<const MapSnapshot> snap = load_map();
+  thread_local irq::TargetList targets;
+  targets.clear();
+  irq::Route(req, &snap->map, snap->views, route_options_, targets);
+  for (int t : targets.targets()) deliver(src, req, t);
+}
+
+void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
+  if (target < 0 || target >= config_.nr_vcpus) return;
+  VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
+  trace::trace_kvm_apic_accept_irq(trace_, static_cast<uint32_t>(target),
+                                   static_cast<uint16_t>(req.delivery_mode) << 8,
+                                   req.trigger_level, req.vector);
+  switch (req.delivery_mode) {
+    case DeliveryMode::kFixed:
+    case DeliveryMode::kLowestPriority:
+      // __apic_accept_irq drops a level-triggered deassert.
+      if (req.trigger_level && !req.level) return;
+      deliver_fixed(src, target, req.vector, req.trigger_level);
+      return;
+    case DeliveryMode::kNmi: {
+      int n = t.nmi_pending.load(std::memory_order_relaxed);
+      while (n < 2 && !t.nmi_pending.compare_exchange_weak(n, n + 1)) {
+      }
+      break;
+    }
+    case DeliveryMode::kInit:
+      if (req.trigger_level && !req.level) return;  // INIT level de-assert: ignored
+      t.init_pending.store(true, std::memory_order_release);
+      break;
+    case DeliveryMode::kStartup:
+      t.sipi_vector.store(req.vector, std::memory_order_release);
+      break;
+    default:
+      return;  // SMI, remote read, ExtINT through the bus: ignored, as KVM does
+  }
+  st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
+  reqs_.make_request_and_kick(target, kReqEvent);
+}
+
+void ApicvVm::deliver_fixed(int src, int target, uint8_t vector, bool level) {
+  VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
+  if (target == src) {
+    InterruptRequest r;
+    r.vector = vector;
+    r.trigger_level = level;
+    t.lapic.accept_irq(r);
+    reqs_.vcpu(target).make_request(kReqEvent);
+    return;
+  }
+  // Lock-free posting into the target's PIR; the owner folds it into IRR before injecting.
+  t.lapic.post(vector, level);
+  st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
+  reqs_.make_request_and_kick(target, kReqEvent);
+}
+
+void ApicvVm::eoi_broadcast(int vcpu, const LapicEoi& eoi) {
+  trace::trace_kvm_eoi(trace_, static_cast<uint32_t>(vcpu), eoi.vector);
+  // AVIC completes edge-triggered EOIs in hardware: no exit, no IOAPIC EOI, no ack notifier.
+  // That is why PIT reinjection (which needs the ack) inhibits AVIC.
+  if (config_.vendor == VendorModel::kSvm && !eoi.level_triggered &&
+      inhibits_.vcpu_apicv_active(vcpu)) {
+    st_eois_accel_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  st_eois_.fetch_add(1, std::memory_order_relaxed);
+  IoApicOutput out;
+  {
+    std::lock_guard<std::mutex> g(ioapic_mu_);
+    out = ioapic_.eoi(eoi.vector, eoi.level_triggered, now());
+  }
+  ioapic_output(out);
+}
+
+void ApicvVm::ioapic_output(const IoApicOutput& out) {
+  if (out.acked_pins & (1u << kIsaIrq0IoApicPin)) ack_notify_isa_irq(0);
+  if (out.mask_changed_pins & (1u << kIsaIrq0IoApicPin)) {
+    bool masked;
+    {
+      std::lock_guard<std::mutex> g(ioapic_mu_);
+      masked = ioapic_.rte(kIsaIrq0IoApicPin) & (1ull << 16);
+    }
+    std::lock_guard<std::mutex> g(pit_mu_);
+    pit_.irq0_mask_changed(masked);
+  }
+  for (unsigned i = 0; i < out.num_deliveries; ++i) route_and_deliver(-1, out.deliveries[i].irq);
+}
+
+void ApicvVm::pic_output(const PicOutput& out) {
+  if (out.acked_irqs & 1u) ack_notify_isa_irq(0);
+  if (out.mask_changed_irqs & 1u) {
+    bool masked;
+    {
+      std::lock_guard<std::mutex> g(pic_mu_);
+      masked = pic_.imr(0) & 1u;
+    }
+    std::lock_guard<std::mutex> g(pit_mu_);
+    pit_.irq0_mask_changed(masked);
+  }
+  if (out.output_changed && pic_output_.load(std::memory_order_acquire)) kick_extint_vcpu();
+}
+
+void ApicvVm::kick_extint_vcpu() {
+  // KVM's pic_unlock() kicks the vCPU that accepts PIC interrupts; with LVT0 in ExtINT mode that
+  // is the BSP. The target evaluates accept_pic_intr() itself on its own thread.
+  reqs_.make_request_and_kick(0, kReqEvent);
+}
+
+void ApicvVm::ack_notify_isa_irq(unsigned irq) {
+  if (irq != 0 || !pit_reinject_) return;
+  st_pit_acks_.fetch_add(1, std::memory_order_relaxed);
+  PitOutput out;
+  {
+    std::lock_guard<std::mutex> g(pit_mu_);
+    out = pit_.ack_irq();
+  }
+  pit_output(out);
+}
+
+void ApicvVm::pit_output(const PitOutput& out) {
+  for (unsigned i = 0; i < out.irq0_pulses; ++i) {
+    st_pit_ticks_.fetch_add(1, std::memory_order_relaxed);
+    set_isa_irq(0, true);
+    set_isa_irq(0, false);
+  }
+}
+
+void ApicvVm::set_isa_irq(unsigned irq, bool level) {
+  if (irq >= 24) return;
+  if (irq < 16) {
+    PicOutput pout;
+    {
+      std::lock_guard<std::mutex> g(pic_mu_);
+      pout = pic_.set_irq(irq, level);
+      pic_output_.store(pic_.output(), std::memory_order_release);
+    }
+    trace::trace_kvm_pic_set_irq(trace_, static_cast<uint8_t>(irq >> 3),
+                                 static_cast<uint8_t>(irq & 7), pic_.elcr(irq >> 3),
+                                 pic_.imr(irq >> 3), false);
+    pic_output(pout);
+  }
+  const unsigned pin = irq == 0 ? kIsaIrq0IoApicPin : irq == kIsaIrq0IoApicPin ? 0xFF : irq;
+  if (pin < x86::kIoApicNumPins) {
+    IoApicOutput out;
+    {
+      std::lock_guard<std::mutex> g(ioapic_mu_);
+      out = ioapic_.set_irq(pin, level, now());
+    }
+    ioapic_output(out);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event injection (kvm_check_and_inject_events)
+
+void ApicvVm::update_apicv(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  // __kvm_vcpu_update_apicv(): APICv needs an in-kernel LAPIC that is enabled.
+  const bool lapic_in_kernel = config_.placement != IrqchipPlacement::kOff;
+  if (inhibits_.update_vcpu_apicv(vcpu, lapic_in_kernel && c.lapic.hw_enabled()))
+    reqs_.vcpu(vcpu).make_request(kReqEvent);
+}
+
+bool ApicvVm::has_extint(VcpuCtx& c) {
+  if (!c.lapic.accept_pic_intr()) return false;
+  if (config_.placement == IrqchipPlacement::kSplit) return c.pending_external_vector >= 0;
+  return pic_output_.load(std::memory_order_acquire);
+}
+
+int ApicvVm::take_extint(VcpuCtx& c) {
+  if (config_.placement == IrqchipPlacement::kSplit) {
+    const int v = c.pending_external_vector;
+    c.pending_external_vector = -1;
+    return v;
+  }
+  PicOutput out;
+  uint8_t vec;
+  {
+    std::lock_guard<std::mutex> g(pic_mu_);
+    vec = pic_.acknowledge(&out);
+    pic_output_.store(pic_.output(), std::memory_order_release);
+  }
+  pic_output(out);
+  return vec;
+}
+
+void ApicvVm::deliver_pmi(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  // kvm_apic_local_deliver(LVTPC); since 2023 (a16eb25b09c0, restricted to Intel in 2024) LVTPC is
+  // masked on delivery so a second PMI cannot follow before the guest's handler unmasks it.
+  const bool mask = config_.pmi_delivery == PmiDelivery::kCurrent && c.pmu.mask_lvtpc_on_pmi();
+  if (c.lapic.local_deliver(x86::kApicLvtPc, mask)) {
+    st_pmis_.fetch_add(1, std::memory_order_relaxed);
+    if (c.lapic.take_nmi()) {
+      int n = c.nmi_pending.load(std::memory_order_relaxed);
+      while (n < 2 && !c.nmi_pending.compare_exchange_weak(n, n + 1)) {
+      }
+    }
+    reqs_.vcpu(vcpu).make_request(kReqEvent);
+  }
+}
+
+Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
+  (void)if_set;
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  VcpuRequests& r = reqs_.vcpu(vcpu);
+  Injection inj;
+
+  if (r.requests_pending()) {
+    if (r.check_request(kReqApicvUpdate)) update_apicv(vcpu);
+    if (r.check_request(kReqPmi)) deliver_pmi(vcpu);  // at most one PMI per entry
+    r.check_request(kReqEvent);
+  }
+  if (c.lapic.has_posted()) c.lapic.sync_pir_to_irr();
+
+  // NMI first (KVM_NMI; KVM itself waits for the NMI window).
+  int n = c.nmi_pending.load(std::memory_order_acquire);
+  while (n > 0 && !c.nmi_pending.compare_exchange_weak(n, n - 1)) {
+  }
+  if (n > 0) {
+    inj.nmi = true;
+    st_nmis_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Split placement: the VMM layer's PIC hands its vector to the hypervisor layer
+  // (KVM_INTERRUPT -> pending_external_vector) as soon as its INT output is high.
+  if (config_.placement == IrqchipPlacement::kSplit && c.pending_external_vector < 0 &&
+      c.lapic.accept_pic_intr() && pic_output_.load(std::memory_order_acquire)) {
+    st_vmm_exits_.fetch_add(1, std::memory_order_relaxed);
+    PicOutput out;
+    {
+      std::lock_guard<std::mutex> g(pic_mu_);
+      c.pending_external_vector = pic_.acknowledge(&out);
+      pic_output_.store(pic_.output(), std::memory_order_release);
+    }
+    pic_output(out);
+  }
+
+  const bool apicv_active = inhibits_.vcpu_apicv_active(vcpu);
+  // kvm_cpu_has_injectable_intr(): ExtINT, or a LAPIC vector KVM must inject itself.
+  auto injectable = [&] {
+    return has_extint(c) || (!apicv_active && c.lapic.pending_deliverable() >= 0);
+  };
+  if (injectable()) {
+    if (ready) {
+      const int vec = has_extint(c) ? take_extint(c) : c.lapic.get_interrupt();
+      if (vec >= 0) {
+        inj.vector = vec;
+        st_injections_.fetch_add(1, std::memory_order_relaxed);
+      }
+      irqwin_.inject_irq(vcpu, injectable(), vec);
+    }
+    if (injectable()) {
+      // enable_irq_window(): with AVIC this is where IRQWIN is set (legacy) or counted.
+      irqwin_.enable_irq_window(vcpu);
+      c.model_window = true;
+      st_windows_.fetch_add(1, std::memory_order_relaxed);
+      inj.request_window = true;
+    }
+  }
+  if (apicv_active && c.lapic.pending_deliverable() >= 0) {
+    // APICv/AVIC active: the "hardware" evaluates vIRR against vPPR at instruction boundaries.
+    // apicv models that with the backend's window, which is not a KVM IRQ window.
+    if (ready && inj.vector < 0) {
+      inj.vector = c.lapic.get_interrupt();
+      st_hw_deliveries_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (c.lapic.pending_deliverable() >= 0) inj.request_window = true;
+  }
+  return inj;
+}
+
+void ApicvVm::interrupt_window_exit(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  if (!c.model_window) return;  // a mechanical window for "hardware" delivery, not KVM's
+  c.model_window = false;
+  st_window_exits_.fetch_add(1, std::memory_order_relaxed);
+  irqwin_.interrupt_window_interception(vcpu);
+}
+
+void ApicvVm::vcpu_enter(int vcpu) {
+  VcpuRequests& r = reqs_.vcpu(vcpu);
+  r.enter_guest_mode();
+  // A request that raced with the checks above must not wait for the next exit.
+  if (r.requests_pending() && kick_) kick_(vcpu);
+}
+
+void ApicvVm::vcpu_exit(int vcpu) { reqs_.vcpu(vcpu).exit_guest_mode(); }
+
+bool ApicvVm::has_events(int vcpu, bool if_set) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  VcpuRequests& r = reqs_.vcpu(vcpu);
+  if (r.test_request(kReqApicvUpdate)) update_apicv(vcpu), r.check_request(kReqApicvUpdate);
+  if (c.lapic.has_posted()) c.lapic.sync_pir_to_irr();
+  if (c.nmi_pending.load(std::memory_order_acquire) > 0) return true;
+  if (c.init_pending.load(std::memory_order_acquire)) return true;
+  if (c.sipi_vector.load(std::memory_order_acquire) >= 0) return true;
+  if (r.test_request(kReqPmi)) return true;  // kvm_vcpu_has_events(): a pending PMI wakes
+  if (c.lapic.next_timer_deadline_ns() <= now()) return true;
+  if (!if_set) return false;
+  if (c.lapic.pending_deliverable() >= 0) return true;
+  if (c.lapic.accept_pic_intr()) {
+    if (config_.placement == IrqchipPlacement::kSplit
+            ? (c.pending_external_vector >= 0 || pic_output_.load(std::memory_order_acquire))
+            : pic_output_.load(std::memory_order_acquire))
+      return true;
+  }
+  return false;
+}
+
+uint64_t ApicvVm::next_deadline_ns(int vcpu) {
+  return vcpus_[static_cast<size_t>(vcpu)]->lapic.next_timer_deadline_ns();
+}
+
+void ApicvVm::run_timers(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  if (c.lapic.next_timer_deadline_ns() <= now()) {
+    if (c.lapic.on_timer(now())) reqs_.vcpu(vcpu).make_request(kReqEvent);
+    note_timer(vcpu);
+  }
+}
+
+void ApicvVm::note_timer(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  const uint64_t d = c.lapic.next_timer_deadline_ns();
+  if (c.timer_deadline.exchange(d, std::memory_order_acq_rel) != d) wake_timer_thread();
+}
+
+MpEvent ApicvVm::take_mp_event(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  MpEvent ev;
+  if (c.init_pending.exchange(false, std::memory_order_acq_rel)) {
+    handle_lapic_output(vcpu, c.lapic.reset(/*init_only=*/true));
+    c.sipi_vector.store(-1, std::memory_order_release);
+    c.pending_external_vector = -1;
+    c.nmi_pending.store(0, std::memory_order_release);
+    ev.kind = MpEvent::kInit;
+    return ev;
+  }
+  const int sipi = c.sipi_vector.exchange(-1, std::memory_order_acq_rel);
+  if (sipi >= 0) {
+    ev.kind = MpEvent::kSipi;
+    ev.sipi_vector = static_cast<uint8_t>(sipi);
+  }
+  return ev;
+}
+
+void ApicvVm::instruction_emulated(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  // kvm_pmu_trigger_event(PERF_COUNT_HW_INSTRUCTIONS) from kvm_skip_emulated_instruction().
+  const PmuOverflow ov = c.pmu.instruction_retired(/*cpl=*/0);
+  if (!ov.pmi) return;
+  c.pmu.take_pmi_request();
+  if (config_.pmi_delivery == PmiDelivery::kLegacy) {
+    // Before 73554b29bd70 an irq_work delivered the PMI at once, beside the request below; an
+    // overflow in the same exit therefore produced two PMIs.
+    deliver_pmi(vcpu);
+  }
+  reqs_.vcpu(vcpu).make_request(kReqPmi);
+}
+
+void ApicvVm::reset() {
+  // Every vCPU is out of the guest (backend contract).
+  if (config_.apic_id_check == ApicIdCheck::k2022) {
+    // The 2022 reboot report: restoring a LAPIC whose ID register still holds the x2APIC ID
+    // (unshifted) made KVM read xAPIC ID = id >> 24 and flag vCPUs other than 0 as modified.
+    for (int i = 0; i < config_.nr_vcpus; ++i) {
+      Lapic& l = vcpus_[static_cast<size_t>(i)]->lapic;
+      if (l.x2apic_mode() && ((l.reg(x86::kApicId) >> 24) & 0xFF) != static_cast<uint32_t>(i))
+        inhibits_.set(InhibitReason::kApicIdModified);
+    }
+  }
+  for (int i = 0; i < config_.nr_vcpus; ++i) {
+    VcpuCtx& c = *vcpus_[static_cast<size_t>(i)];
+    c.lapic.reset(/*init_only=*/false);
+    c.lapic.sync_pir_to_irr();
+    c.pmu.reset();
+    c.nmi_pending.store(0);
+    c.init_pending.store(false);
+    c.sipi_vector.store(-1);
+    c.pending_external_vector = -1;
+    c.model_window = false;
+    c.timer_deadline.store(UINT64_MAX);
+    std::lock_guard<std::mutex> g(map_mu_);
+    const LapicIdentity id = c.lapic.identity();
+    views_[static_cast<size_t>(i)] = {id.vcpu_id, id.hw_enabled, id.x2apic, id.sw_enabled,
+                                      id.xapic_id, id.ldr, id.dfr, 0};
+  }
+  {
+    std::lock_guard<std::mutex> g(ioapic_mu_);
+    ioapic_.reset();
+  }
+  {
+    std::lock_guard<std::mutex> g(pic_mu_);
+    pic_.reset();
+    pic_output_.store(false);
+  }
+  {
+    std::lock_guard<std::mutex> g(pit_mu_);
+    pit_.reset(now());
+  }
+  rebuild_apic_map(-1);
+  for (int i = 0; i < config_.nr_vcpus; ++i) reqs_.vcpu(i).make_request(kReqApicvUpdate);
+  wake_timer_thread();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers
+
+void ApicvVm::wake_timer_thread() {
+  {
+    std::lock_guard<std::mutex> g(timer_mu_);
+    timer_poke_ = true;
+  }
+  timer_cv_.notify_one();
+}
+
+void ApicvVm::timer_thread_main() {
+  std::unique_lock<std::mutex> lk(timer_mu_);
+  while (!timer_stop_) {
+    lk.unlock();
+    const uint64_t t = now();
+    uint64_t next = UINT64_MAX;
+    PitOutput pout;
+    {
+      std::lock_guard<std::mutex> g(pit_mu_);
+      if (pit_.next_deadline_ns() <= t) pout = pit_.on_timer(t);
+      next = std::min(next, pit_.next_deadline_ns());
+    }
+    pit_output(pout);
+    IoApicOutput iout;
+    {
+      std::lock_guard<std::mutex> g(ioapic_mu_);
+      if (ioapic_.next_deadline_ns() <= t) iout = ioapic_.poll(t);
+      next = std::min(next, ioapic_.next_deadline_ns());
+    }
+    ioapic_output(iout);
+    for (int i = 0; i < config_.nr_vcpus; ++i) {
+      VcpuCtx& c = *vcpus_[static_cast<size_t>(i)];
+      const uint64_t d = c.timer_deadline.load(std::memory_order_acquire);
+      if (d == UINT64_MAX) continue;
+      if (d <= t) {
+        if (c.kicked_deadline != d) {
+          c.kicked_deadline = d;
+          reqs_.make_request_and_kick(i, kReqEvent);
+        }
+      } else {
+        next = std::min(next, d);
+      }
+    }
+    lk.lock();
+    if (timer_stop_) break;
+    if (timer_poke_) {
+      timer_poke_ = false;
+      continue;
+    }
+    const uint64_t t2 = now();
+    if (next == UINT64_MAX) {
+      timer_cv_.wait(lk, [this] { return timer_stop_ || timer_poke_; });
+    } else if (next > t2) {
+      timer_cv_.wait_for(lk, std::chrono::nanoseconds(next - t2),
+                         [this] { return timer_stop_ || timer_poke_; });
+    }
+    timer_poke_ = false;
+  }
+}
+
+VmStats ApicvVm::stats() const {
+  VmStats s;
+  s.ipis = st_ipis_.load();
+  s.ipi_kicks = st_ipi_kicks_.load();
+  s.injections = st_injections_.load();
+  s.hw_deliveries = st_hw_deliveries_.load();
+  s.nmis = st_nmis_.load();
+  s.windows_requested = st_windows_.load();
+  s.window_exits = st_window_exits_.load();
+  s.pit_ticks = st_pit_ticks_.load();
+  s.pit_acks = st_pit_acks_.load();
+  s.eois = st_eois_.load();
+  s.eois_accelerated = st_eois_accel_.load();
+  s.map_rebuilds = st_map_rebuilds_.load();
+  s.pmis = st_pmis_.load();
+  s.vmm_exits = st_vmm_exits_.load();
+  s.inhibits = inhibits_.stats();
+  return s;
+}
+
+std::unique_ptr<IrqChip> CreateApicvIrqChip(const VmConfig& config, const Clock& clock,
+                                            trace::TraceSink* trace) {
+  return std::make_unique<ApicvVm>(config, clock, trace);
+}
+
+}  // namespace apicv::virt

@@ -1,0 +1,181 @@
+// ApicvVm: apicv's whole interrupt subsystem for one VM, behind the IrqChip contract.
+//
+// It plays the part of KVM's x86 irqchip code around the devices: LAPIC register exits
+// (lapic.c), the APIC map and its inhibits, IPI delivery through the routing layer, EOI
+// broadcast to the IOAPIC and ack notifiers, PIT reinjection (i8254.c), the inhibit machinery and
+// IRQ-window strategies (x86.c / svm.c), the AVIC and posted-interrupt models, PMI delivery
+// (pmu.c), and kvm_check_and_inject_events(). Placement (-machine kernel-irqchip=on|split|off)
+// only changes which layer a device is modelled in: who may inhibit, how ExtINT reaches the
+// LAPIC, and where EOIs go. Intel SDM vol. 3A ch. 11; AMD APM vol. 2 15.29; spec §2-§9.
+//
+// Threading: per-vCPU methods run on the vCPU's thread and touch only that vCPU's Lapic/Pmu;
+// cross-vCPU delivery posts into the target's PIR (Lapic::post) and kicks. IOAPIC, PIC and PIT
+// each have one mutex; the APIC map is rebuilt under map_mu_ and published as an immutable
+// snapshot. A timer thread services the PIT and kicks vCPUs whose LAPIC timer expired.
+// Lock order: docs/locking.md (apicv_update_lock > map_mu_ > ioapic_mu_ > pic_mu_ > pit_mu_).
+//
+// Not supported: Hyper-V SynIC, Xen upcalls, nested (L2) guests, SMI, the x2APIC
+// "hotplug hack" ID format, IOMMU posted interrupts.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "devices/clock.h"
+#include "devices/ioapic.h"
+#include "devices/lapic.h"
+#include "devices/pic.h"
+#include "devices/pit.h"
+#include "devices/pmu/pmu.h"
+#include "irq/apic_bus.h"
+#include "irq/apic_map.h"
+#include "virt/apicv_inhibits.h"
+#include "virt/irq_window.h"
+#include "virt/irqchip.h"
+#include "virt/vcpu_request.h"
+#include "virt/vm_config.h"
+
+namespace apicv::trace {
+class TraceSink;
+}
+
+namespace apicv::virt {
+
+// Counters a repro or benchmark reads after a run.
+struct VmStats {
+  uint64_t ipis = 0;               // ICR / SELF_IPI messages sent
+  uint64_t ipi_kicks = 0;          // kicks caused by interrupt delivery
+  uint64_t injections = 0;         // vectors handed to the backend (KVM_INTERRUPT)
+  uint64_t hw_deliveries = 0;      // LAPIC vectors "delivered by hardware" while APICv was active
+  uint64_t nmis = 0;               // NMIs handed to the backend
+  uint64_t windows_requested = 0;  // model IRQ windows opened (enable_irq_window)
+  uint64_t window_exits = 0;       // model IRQ-window exits (interrupt_window_interception)
+  uint64_t pit_ticks = 0;          // IRQ0 pulses raised by the PIT
+  uint64_t pit_acks = 0;           // PIT ack-notifier calls
+  uint64_t eois = 0;               // EOIs that reached the hypervisor layer
+  uint64_t eois_accelerated = 0;   // edge EOIs completed by AVIC without an exit
+  uint64_t map_rebuilds = 0;
+  uint64_t pmis = 0;               // PMIs delivered through LVTPC
+  uint64_t avic_incomplete_ipi = 0;
+  uint64_t avic_doorbells = 0;
+  uint64_t vmm_exits = 0;          // accesses served by the VMM layer (split/off placement)
+  ApicvInhibitStats inhibits;
+};
+
+class ApicvVm final : public IrqChip {
+ public:
+  ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* trace);
+  ~ApicvVm() override;
+  ApicvVm(const ApicvVm&) = delete;
+  ApicvVm& operator=(const ApicvVm&) = delete;
+
+  // IrqChip.
+  AccessResult mmio_read(int vcpu, uint64_t gpa, void* data, unsigned len) override;
+  AccessResult mmio_write(int vcpu, uint64_t gpa, const void* data, unsigned len) override;
+  AccessResult pio_in(int vcpu, uint16_t port, void* data, unsigned len) override;
+  AccessResult pio_out(int vcpu, uint16_t port, const void* data, unsigned len) override;
+  AccessResult rdmsr(int vcpu, uint32_t msr, uint64_t* value) override;
+  AccessResult wrmsr(int vcpu, uint32_t msr, uint64_t value) override;
+  void set_cr8(int vcpu, uint64_t cr8) override;
+  uint64_t get_cr8(int vcpu) override;
+  Injection check_and_inject_events(int vcpu, bool ready, bool if_set) override;
+  void interrupt_window_exit(int vcpu) override;
+  void vcpu_enter(int vcpu) override;
+  void vcpu_exit(int vcpu) override;
+  bool has_events(int vcpu, bool if_set) override;
+  uint64_t next_deadline_ns(int vcpu) override;
+  void run_timers(int vcpu) override;
+  MpEvent take_mp_event(int vcpu) override;
+  void instruction_emulated(int vcpu) override;
+  void reset() override;
+  void set_kick(std::function<void(int vcpu)> kick) override;
+
+  // Raise or lower an ISA IRQ line (test device, PIT): PIC input n and IOAPIC pin n, except that
+  // ISA IRQ 0 is wired to IOAPIC pin 2 (the MADT interrupt source override QEMU describes).
+  void set_isa_irq(unsigned irq, bool level);
+
+  VmStats stats() const;
+  const VmConfig& config() const { return config_; }
+  unsigned long inhibit_reasons() const { return inhibits_.reasons(); }
+  int nr_vcpus() const { return config_.nr_vcpus; }
+  Lapic& lapic(int vcpu);  // owner thread / tests only
+  Pmu& pmu(int vcpu);
+
+ private:
+  struct VcpuCtx;
+  struct MapSnapshot {
+    irq::ApicMap map;
+    std::vector<irq::ApicView> views;
+  };
+
+  bool owns_lapic_mmio(VcpuCtx& c, uint64_t gpa) const;
+  void handle_lapic_output(int vcpu, const LapicOutput& out);
+  void rebuild_apic_map(int changed_vcpu);
+  void send_ipi(int src, const x86::InterruptRequest& req);
+  void deliver(int src, const x86::InterruptRequest& req, int target);
+  void deliver_fixed(int src, int target, uint8_t vector, bool level);
+  void route_and_deliver(int src, const x86::InterruptRequest& req);
+  void eoi_broadcast(int vcpu, const LapicEoi& eoi);
+  void ack_notify_isa_irq(unsigned irq);
+  void ioapic_output(const IoApicOutput& out);
+  void pic_output(const PicOutput& out);
+  void kick_extint_vcpu();
+  void pit_output(const PitOutput& out);
+  void update_apicv(int vcpu);
+  bool has_extint(VcpuCtx& c);
+  int take_extint(VcpuCtx& c);
+  void deliver_pmi(int vcpu);
+  void note_timer(int vcpu);
+  void timer_thread_main();
+  void wake_timer_thread();
+  uint64_t now() const { return clock_.now_ns(); }
+  static uint64_t read_tsc();
+
+  const VmConfig config_;
+  const Clock& clock_;
+  trace::TraceSink* trace_;
+  std::function<void(int)> kick_;
+  VcpuRequestSet reqs_;
+  ApicvInhibits inhibits_;
+  IrqWindow irqwin_;
+  irq::RouteOptions route_options_;
+  std::vector<std::unique_ptr<VcpuCtx>> vcpus_;
+
+  std::mutex map_mu_;
+  std::vector<irq::ApicView> views_;  // guarded by map_mu_
+  // The published map: IPI senders copy the pointer under a leaf lock and route without it.
+  mutable std::mutex snap_mu_;
+  std::shared_ptr<const MapSnapshot> map_snapshot_;
+  std::shared_ptr<const MapSnapshot> load_map() const {
+    std::lock_guard<std::mutex> g(snap_mu_);
+    return map_snapshot_;
+  }
+
+  std::mutex ioapic_mu_;
+  IoApic ioapic_;
+  std::mutex pic_mu_;
+  Pic pic_;
+  std::atomic<bool> pic_output_{false};
+  std::mutex pit_mu_;
+  Pit pit_;
+  bool pit_reinject_ = false;
+
+  std::mutex timer_mu_;
+  std::condition_variable timer_cv_;
+  bool timer_stop_ = false;
+  bool timer_poke_ = false;
+  std::thread timer_thread_;
+
+  mutable std::mutex stats_mu_;
+  std::atomic<uint64_t> st_ipis_{0}, st_ipi_kicks_{0}, st_injections_{0}, st_hw_deliveries_{0},
+      st_nmis_{0}, st_windows_{0}, st_window_exits_{0}, st_pit_ticks_{0}, st_pit_acks_{0},
+      st_eois_{0}, st_eois_accel_{0}, st_map_rebuilds_{0}, st_pmis_{0}, st_vmm_exits_{0};
+};
+
+}  // namespace apicv::virt

@@ -1,0 +1,281 @@
+// ApicvVm driven single-threaded, as a backend would: accesses, then check_and_inject_events.
+// Expected trace text comes from the seeds and spec §2-§5, never from running this code.
+#include "virt/apicv_vm.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "trace/trace_sink.h"
+
+namespace apicv::virt {
+namespace {
+
+constexpr uint32_t kIcr = 0x830;
+constexpr uint32_t kSelfIpi = 0x83F;
+
+class VmTest : public ::testing::Test {
+ protected:
+  void Make(VmConfig cfg) {
+    sink_ = std::make_unique<trace::TraceSink>(clock_);
+    sink_->set_ring_capacity(10000);
+    vm_ = std::make_unique<ApicvVm>(cfg, clock_, sink_.get());
+    vm_->set_kick([](int) {});
+  }
+  std::vector<std::string> Bodies() {
+    std::vector<std::string> out;
+    for (const auto& l : sink_->ring_lines()) {
+      auto p = l.find("kvm_apicv_inhibit_changed: ");
+      if (p != std::string::npos) out.push_back(l.substr(p + 27));
+    }
+    return out;
+  }
+  void EnableX2Apic(int v) {
+    ASSERT_EQ(vm_->wrmsr(v, 0x1B, 0xFEE00000 | (1 << 11) | (1 << 10) | (v == 0 ? 0x100 : 0)),
+              AccessResult::kHandled);
+    ASSERT_EQ(vm_->wrmsr(v, 0x80F, 0x1FF), AccessResult::kHandled);  // SPIV: software enable
+  }
+  void Out(uint16_t port, uint8_t v) {
+    ASSERT_EQ(vm_->pio_out(0, port, &v, 1), AccessResult::kHandled);
+  }
+  // SeaBIOS/Linux-style 8259 init: master at 0x20, slave at 0x28, only IRQ0 unmasked.
+  void InitPic() {
+    Out(0x20, 0x11);
+    Out(0x21, 0x20);
+    Out(0x21, 0x04);
+    Out(0x21, 0x01);
+    Out(0xA0, 0x11);
+    Out(0xA1, 0x28);
+    Out(0xA1, 0x02);
+    Out(0xA1, 0x01);
+    Out(0x21, 0xFE);
+    Out(0xA1, 0xFF);
+  }
+  void Tick() {
+    vm_->set_isa_irq(0, true);
+    vm_->set_isa_irq(0, false);
+  }
+
+  FakeClock clock_{1'000'000'000};
+  std::unique_ptr<trace::TraceSink> sink_;
+  std::unique_ptr<ApicvVm> vm_;
+};
+
+TEST_F(VmTest, IrqchipOnWithDelayStartsWithPitReinjOnSvm) {
+  VmConfig cfg;
+  cfg.nr_vcpus = 2;
+  Make(cfg);
+  auto b = Bodies();
+  ASSERT_FALSE(b.empty());
+  // kvm_apicv_init: "set reason=2, inhibits=0x4 ABSENT" (spec §2.5).
+  EXPECT_EQ(b.front(), "set reason=2, inhibits=0x4 ABSENT");
+  EXPECT_NE(std::find(b.begin(), b.end(), "set reason=9, inhibits=0x200 PIT_REINJ"), b.end());
+  EXPECT_EQ(vm_->inhibit_reasons(), 0x200u);
+}
+
+TEST_F(VmTest, AvicOffTracesDisabledOnly) {
+  VmConfig cfg;
+  cfg.enable_apicv = false;
+  Make(cfg);
+  auto b = Bodies();
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0], "set reason=0, inhibits=0x1 DISABLED");
+}
+
+TEST_F(VmTest, DiscardPolicyLeavesNoPitReinj) {
+  VmConfig cfg;
+  cfg.pit_policy = PitPolicy::kDiscard;
+  Make(cfg);
+  EXPECT_EQ(vm_->inhibit_reasons(), 0u);
+}
+
+TEST_F(VmTest, IrqchipOffKeepsAbsent) {
+  VmConfig cfg;
+  cfg.placement = IrqchipPlacement::kOff;
+  Make(cfg);
+  EXPECT_EQ(vm_->inhibit_reasons(), 0x4u);
+}
+
+TEST_F(VmTest, X2ApicSelfIpiIsInjectedWhenReady) {
+  VmConfig cfg;
+  Make(cfg);
+  EnableX2Apic(0);
+  ASSERT_EQ(vm_->wrmsr(0, kSelfIpi, 0x45), AccessResult::kHandled);
+  Injection inj = vm_->check_and_inject_events(0, /*ready=*/true, true);
+  EXPECT_EQ(inj.vector, 0x45);
+  EXPECT_FALSE(inj.request_window);
+}
+
+TEST_F(VmTest, X2ApicModeMsrsFaultInXApicMode) {
+  VmConfig cfg;
+  Make(cfg);
+  uint64_t v;
+  EXPECT_EQ(vm_->rdmsr(0, 0x802, &v), AccessResult::kGp);
+  EXPECT_EQ(vm_->wrmsr(0, kSelfIpi, 0x45), AccessResult::kGp);
+}
+
+TEST_F(VmTest, PhysicalIpiReachesTheOtherVcpu) {
+  VmConfig cfg;
+  cfg.nr_vcpus = 2;
+  Make(cfg);
+  EnableX2Apic(0);
+  EnableX2Apic(1);
+  ASSERT_EQ(vm_->wrmsr(0, kIcr, (1ull << 32) | 0x61), AccessResult::kHandled);
+  EXPECT_TRUE(vm_->has_events(1, true));
+  Injection inj = vm_->check_and_inject_events(1, true, true);
+  EXPECT_EQ(inj.vector, 0x61);
+  Injection none = vm_->check_and_inject_events(0, true, true);
+  EXPECT_EQ(none.vector, -1);
+}
+
+TEST_F(VmTest, InitSipiReachAnAp) {
+  VmConfig cfg;
+  cfg.nr_vcpus = 2;
+  Make(cfg);
+  EnableX2Apic(0);
+  ASSERT_EQ(vm_->wrmsr(0, kIcr, (1ull << 32) | 0x4500), AccessResult::kHandled);  // INIT
+  EXPECT_EQ(vm_->take_mp_event(1).kind, MpEvent::kInit);
+  ASSERT_EQ(vm_->wrmsr(0, kIcr, (1ull << 32) | 0x4610), AccessResult::kHandled);  // SIPI 0x10
+  MpEvent e = vm_->take_mp_event(1);
+  EXPECT_EQ(e.kind, MpEvent::kSipi);
+  EXPECT_EQ(e.sipi_vector, 0x10);
+}
+
+TEST_F(VmTest, Seed000LegacyTogglesIrqwinOnTopOfPitReinj) {
+  VmConfig cfg;
+  cfg.irqwin = IrqWindowMode::kLegacy;
+  Make(cfg);
+  InitPic();
+  sink_->clear_ring();
+  for (int i = 0; i < 3; ++i) {
+    Tick();
+    // Interrupts disabled: the ExtINT cannot be injected, a window opens.
+    Injection inj = vm_->check_and_inject_events(0, /*ready=*/false, false);
+    EXPECT_TRUE(inj.request_window);
+    vm_->interrupt_window_exit(0);
+    inj = vm_->check_and_inject_events(0, true, true);
+    EXPECT_EQ(inj.vector, 0x20);
+    Out(0x20, 0x20);  // EOI -> ack notifier -> next owed tick may be injected
+  }
+  auto b = Bodies();
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 0; i < b.size(); i += 2) {
+    EXPECT_EQ(b[i], "set reason=8, inhibits=0x300 IRQWIN|PIT_REINJ");
+    EXPECT_EQ(b[i + 1], "cleared reason=8, inhibits=0x200 PIT_REINJ");
+  }
+  EXPECT_GE(vm_->stats().inhibits.write_locks, 6u);
+}
+
+TEST_F(VmTest, Seed000CountedTakesNoWriteLockPerWindow) {
+  VmConfig cfg;
+  cfg.irqwin = IrqWindowMode::kCounted;
+  Make(cfg);
+  InitPic();
+  sink_->clear_ring();
+  const uint64_t wl = vm_->stats().inhibits.write_locks;
+  const uint64_t bc = vm_->stats().inhibits.broadcasts;
+  for (int i = 0; i < 3; ++i) {
+    Tick();
+    EXPECT_TRUE(vm_->check_and_inject_events(0, false, false).request_window);
+    vm_->interrupt_window_exit(0);
+    EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, 0x20);
+    Out(0x20, 0x20);
+  }
+  EXPECT_TRUE(Bodies().empty());
+  EXPECT_EQ(vm_->stats().inhibits.write_locks, wl);
+  EXPECT_EQ(vm_->stats().inhibits.broadcasts, bc);
+  EXPECT_EQ(vm_->stats().window_exits, 3u);
+}
+
+TEST_F(VmTest, PitDelayPolicyHoldsTicksUntilAcked) {
+  VmConfig cfg;
+  Make(cfg);
+  InitPic();
+  // Two timer expiries before the guest acknowledges: with reinjection only one reaches the PIC.
+  PitOutput dummy;
+  (void)dummy;
+  Tick();
+  EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, 0x20);
+  EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, -1);
+  Out(0x20, 0x20);
+  EXPECT_EQ(vm_->stats().pit_acks, 1u);
+}
+
+TEST_F(VmTest, Seed004RebootAfterX2ApicKeepsApicIdModifiedOnlyWith2022Rule) {
+  for (ApicIdCheck rule : {ApicIdCheck::k2022, ApicIdCheck::kCurrent}) {
+    VmConfig cfg;
+    cfg.nr_vcpus = 2;
+    cfg.apic_id_check = rule;
+    Make(cfg);
+    EnableX2Apic(0);
+    EnableX2Apic(1);
+    vm_->reset();
+    const bool modified = vm_->inhibit_reasons() & (1ul << 5);
+    EXPECT_EQ(modified, rule == ApicIdCheck::k2022);
+  }
+}
+
+TEST_F(VmTest, XApicIdWriteSetsAndClearsApicIdModifiedWithCurrentRule) {
+  VmConfig cfg;
+  cfg.nr_vcpus = 2;
+  Make(cfg);
+  uint32_t id = 7u << 24;
+  ASSERT_EQ(vm_->mmio_write(1, 0xFEE00020, &id, 4), AccessResult::kHandled);
+  EXPECT_TRUE(vm_->inhibit_reasons() & (1ul << 5));
+  id = 1u << 24;
+  ASSERT_EQ(vm_->mmio_write(1, 0xFEE00020, &id, 4), AccessResult::kHandled);
+  EXPECT_FALSE(vm_->inhibit_reasons() & (1ul << 5));
+}
+
+TEST_F(VmTest, PmiLegacyDeliversTwoNmisCurrentDeliversOneAndMasksLvtpc) {
+  for (PmiDelivery mode : {PmiDelivery::kLegacy, PmiDelivery::kCurrent}) {
+    VmConfig cfg;
+    cfg.pmi_delivery = mode;
+    Make(cfg);
+    EnableX2Apic(0);
+    ASSERT_EQ(vm_->wrmsr(0, 0x834, 0x400), AccessResult::kHandled);  // LVTPC: NMI mode
+    // GP counter 0: instructions retired (0xC0), OS, INT, EN; counter armed at -1.
+    ASSERT_EQ(vm_->wrmsr(0, 0x186, 0xC0 | (1 << 17) | (1 << 20) | (1 << 22)),
+              AccessResult::kHandled);
+    ASSERT_EQ(vm_->wrmsr(0, 0xC1, 0xFFFFFFFF), AccessResult::kHandled);
+    ASSERT_EQ(vm_->wrmsr(0, 0x38F, 1), AccessResult::kHandled);
+    vm_->instruction_emulated(0);  // overflow
+    int nmis = 0;
+    for (int i = 0; i < 4; ++i) nmis += vm_->check_and_inject_events(0, true, true).nmi;
+    uint64_t lvtpc = 0;
+    ASSERT_EQ(vm_->rdmsr(0, 0x834, &lvtpc), AccessResult::kHandled);
+    if (mode == PmiDelivery::kLegacy) {
+      EXPECT_EQ(nmis, 2);
+      EXPECT_FALSE(lvtpc & (1u << 16));
+    } else {
+      EXPECT_EQ(nmis, 1);
+      EXPECT_TRUE(lvtpc & (1u << 16));
+    }
+  }
+}
+
+TEST_F(VmTest, TestDevicePortDrivesIoApicLevelLine) {
+  VmConfig cfg;
+  Make(cfg);
+  EnableX2Apic(0);
+  InitPic();
+  Out(0x21, 0xFF);  // PIC fully masked: only the IOAPIC sees line 5
+  // IOAPIC pin 5: vector 0x55, level, physical dest 0.
+  uint32_t sel = 0x10 + 2 * 5, lo = 0x55 | (1u << 15), hi = 0;
+  ASSERT_EQ(vm_->mmio_write(0, 0xFEC00000, &sel, 4), AccessResult::kHandled);
+  ASSERT_EQ(vm_->mmio_write(0, 0xFEC00010, &lo, 4), AccessResult::kHandled);
+  sel = 0x10 + 2 * 5 + 1;
+  ASSERT_EQ(vm_->mmio_write(0, 0xFEC00000, &sel, 4), AccessResult::kHandled);
+  ASSERT_EQ(vm_->mmio_write(0, 0xFEC00010, &hi, 4), AccessResult::kHandled);
+  uint8_t one = 1;
+  ASSERT_EQ(vm_->pio_out(0, 0x2005, &one, 1), AccessResult::kHandled);
+  EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, 0x55);
+  // EOI while the line is still high: remote IRR clears and the IOAPIC re-delivers.
+  ASSERT_EQ(vm_->wrmsr(0, 0x80B, 0), AccessResult::kHandled);
+  EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, 0x55);
+}
+
+}  // namespace
+}  // namespace apicv::virt
