@@ -139,6 +139,7 @@ LapicOutput Lapic::reset(bool init_only) {
   if (!x2apic_mode()) regs_[Idx(kApicLdr)] = 0;
   regs_[Idx(kApicEsr)] = 0;
   esr_pending_ = 0;
+  error_event_ = false;
   regs_[Idx(kApicIcr)] = 0;
   regs_[Idx(kApicIcr2)] = 0;
   irr_.reset();
@@ -273,7 +274,19 @@ void Lapic::do_eoi(LapicOutput* out) {
 // ------------------------------------------------------------------------------------
 
 void Lapic::record_error(uint32_t bits) {
-  if (config_.esr_sdm_mode) esr_pending_ |= bits;
+  if (!config_.esr_sdm_mode) return;
+  esr_pending_ |= bits;
+  // SDM 11.5.3: a detected error raises the LVT error interrupt if it is unmasked. An error caused
+  // by that delivery itself (an illegal LVTERR vector) is only recorded, never re-delivered.
+  if (in_error_delivery_) return;
+  in_error_delivery_ = true;
+  if (local_deliver(kApicLvtErr)) error_event_ = true;
+  in_error_delivery_ = false;
+}
+
+void Lapic::take_error_event(LapicOutput* out) {
+  if (error_event_) out->event = true;
+  error_event_ = false;
 }
 
 bool Lapic::accept_irq(const InterruptRequest& irq) {
@@ -338,7 +351,9 @@ bool Lapic::sync_pir_to_irr() {
     fresh |= irr_.or_word(i, bits);
     tmr_.merge_word(i, bits, level);
   }
-  return fresh != 0;
+  LapicOutput errors;
+  take_error_event(&errors);
+  return fresh != 0 || errors.event;
 }
 
 void Lapic::post_sipi(uint8_t vector) {
@@ -609,6 +624,7 @@ LapicOutput Lapic::mmio_read(uint32_t offset, void* data, unsigned len, uint64_t
   uint32_t value = 0;
   if (!read_register(reg_offset, now_ns, &value)) {
     if (reg_offset != kApicEoi && reg_offset != kApicRrr) record_error(kEsrIllegalRegister);
+    take_error_event(&out);
     return out;
   }
   for (unsigned i = 0; i < len; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * (align + i)));
@@ -628,6 +644,7 @@ LapicOutput Lapic::mmio_write(uint32_t offset, const void* data, unsigned len, u
   if (!reg_write(offset, value, now_ns, &out) && !readable(offset) && offset != kApicRrr) {
     record_error(kEsrIllegalRegister);
   }
+  take_error_event(&out);
   note_timer(before, &out);
   return out;
 }
@@ -673,6 +690,7 @@ MsrAccess Lapic::wrmsr_x2apic(uint32_t msr, uint64_t value, uint64_t now_ns) {
     send_ipi(low, high, &r.out);
     regs_[Idx(kApicIcr)] = low;
     regs_[Idx(kApicIcr2)] = high;
+    take_error_event(&r.out);
     return r;
   }
   if ((value >> 32) != 0 || (offset == kApicSelfIpi && value > 0xFF) ||
@@ -681,6 +699,7 @@ MsrAccess Lapic::wrmsr_x2apic(uint32_t msr, uint64_t value, uint64_t now_ns) {
     r.out = LapicOutput{};
     return r;
   }
+  take_error_event(&r.out);
   note_timer(before, &r.out);
   return r;
 }

@@ -13,7 +13,9 @@
 // - LVT CMCI (6 LVTs, as KVM without MCG_CMCI_P): offset 0x2F0 is a reserved register.
 // - SMI and remote-read delivery modes: accept_irq() returns false (not accepted).
 // - Hyper-V SynIC auto-EOI vectors, PV EOI, the KVM "timer advance" tuning.
-// - LVT error interrupt delivery on ESR errors (ESR bits are recorded in SDM mode only).
+// - ESR error bits other than send/receive illegal vector and illegal register address (the
+//   checksum/accept errors of the serial APIC bus do not exist here). In KVM parity mode (the
+//   default) no error is ever reported and LVTERR never fires.
 // - Focus processor checking (SPIV bit 9 is stored, ignored, as in KVM and modern CPUs).
 // - MMIO accesses in x2APIC or hardware-disabled mode follow KVM_X86_QUIRK_LAPIC_MMIO_HOLE: reads
 //   return all-ones, writes are dropped.
@@ -138,7 +140,8 @@ class Lapic {
   // APIC is not both hardware- and software-enabled or the message is a level deassert; NMI, INIT
   // (edge or level assert) and SIPI are latched; ExtINT is ignored (PIC path). Lowest-priority
   // messages increment arb_prio. Returns true if accepted. In SDM ESR mode fixed/lowest vectors
-  // below 16 are refused and set ESR "receive illegal vector".
+  // below 16 are refused and set ESR "receive illegal vector" (raising LVTERR if unmasked; that
+  // interrupt is left pending for the owner's next injection check).
   bool accept_irq(const x86::InterruptRequest& irq);
 
   // Lock-free posting (any thread): a posted-interrupt descriptor's PIR and ON bit.
@@ -216,6 +219,7 @@ class Lapic {
   void apply_apic_base(uint64_t value, LapicOutput* out);
   void note_timer(uint64_t before, LapicOutput* out) const;
   void record_error(uint32_t bits);
+  void take_error_event(LapicOutput* out);
   uint32_t lvt_write_mask(uint32_t offset) const;
 
   const uint32_t vcpu_id_;
@@ -227,6 +231,8 @@ class Lapic {
   std::array<uint32_t, 0x40> regs_{};  // register file, index = offset >> 4
   ApicVectorSet irr_, isr_, tmr_;
   uint32_t esr_pending_ = 0;  // SDM mode: errors seen since the last ESR write
+  bool in_error_delivery_ = false;
+  bool error_event_ = false;  // an LVTERR interrupt became pending inside a call
   LapicTimer timer_;
 
   // Posted state, written by other threads.

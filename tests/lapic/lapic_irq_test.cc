@@ -267,9 +267,42 @@ TEST(LapicEsr, SdmModeLatchesIllegalVectorErrorsOnTheNextWrite) {
   EXPECT_TRUE(apic.accept_irq(Fixed(0x10)));  // 16 is the first legal vector
 }
 
+TEST(LapicEsr, SdmModeRaisesTheErrorInterruptThroughLvtErr) {
+  LapicConfig c;
+  c.esr_sdm_mode = true;
+  Lapic apic(0, false, c);
+  SwEnable(apic);
+  Write(apic, kApicLvtErr, 0xE3);
+  LapicOutput o = Write(apic, kApicIcr, 0x00004005);
+  EXPECT_TRUE(o.event);
+  EXPECT_EQ(apic.highest_irr(), 0xE3);
+  Write(apic, kApicEsr, 0);
+  EXPECT_EQ(Read(apic, kApicEsr), kEsrSendIllegalVector);
+  // Masked LVTERR: the error is recorded, no interrupt.
+  EXPECT_EQ(apic.get_interrupt(), 0xE3);
+  Write(apic, kApicEoi, 0);
+  Write(apic, kApicLvtErr, 0x100E3);
+  o = Write(apic, kApicIcr, 0x00004005);
+  EXPECT_FALSE(o.event);
+  EXPECT_EQ(apic.highest_irr(), -1);
+}
+
+TEST(LapicEsr, AnIllegalLvtErrVectorIsRecordedWithoutRecursion) {
+  LapicConfig c;
+  c.esr_sdm_mode = true;
+  Lapic apic(0, false, c);
+  SwEnable(apic);
+  Write(apic, kApicLvtErr, 0x03);
+  Write(apic, kApicIcr, 0x00004005);
+  EXPECT_EQ(apic.highest_irr(), -1);
+  Write(apic, kApicEsr, 0);
+  EXPECT_EQ(Read(apic, kApicEsr), kEsrSendIllegalVector | kEsrReceiveIllegalVector);
+}
+
 TEST(LapicEsr, KvmParityNeverReportsErrors) {
   Lapic apic(0, false, LapicConfig{});
   SwEnable(apic);
+  Write(apic, kApicLvtErr, 0xE3);
   Write(apic, kApicIcr, 0x00004005);
   apic.accept_irq(Fixed(0x03));
   Read(apic, kApicLvtCmci);
@@ -277,6 +310,7 @@ TEST(LapicEsr, KvmParityNeverReportsErrors) {
   EXPECT_EQ(Read(apic, kApicEsr), 0u);
   Write(apic, kApicEsr, 0);
   EXPECT_EQ(Read(apic, kApicEsr), 0u);
+  EXPECT_EQ(apic.highest_irr(), 0x03);  // the vector-3 message was accepted, LVTERR never fired
 }
 
 // ---- Local delivery and the PIC
