@@ -340,6 +340,9 @@ bool Lapic::sync_pir_to_irr() {
   const bool enabled = hw_enabled() && sw_enabled();
   uint32_t fresh = 0;
   for (int i = 0; i < ApicVectorSet::kWords; ++i) {
+    // A plain load skips empty words without a locked instruction. A bit posted after this load
+    // comes with a fresh ON (cleared above), so the next sync finds it.
+    if (pir_[i].load(std::memory_order_relaxed) == 0) continue;
     uint32_t bits = pir_[i].exchange(0, std::memory_order_acq_rel);
     if (bits == 0) continue;
     const uint32_t level = pir_level_[i].load(std::memory_order_acquire);
