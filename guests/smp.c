@@ -136,9 +136,14 @@ static void test_xapic_logical(void) {
   apic_icr(0xAA, ICR_LOGICAL | V_COUNT); /* odd IDs below 8 */
   expect_counts(want, "logical flat 0xAA");
   reset_counts();
-  for (u32 i = 0; i < ncpus; i++) want[i] = ids[i] < 8 ? 1 : 0;
+  for (u32 i = 0; i < ncpus; i++) want[i] = ids[i] < 7 ? 1 : 0;
+  apic_icr(0x7F, ICR_LOGICAL | V_COUNT);
+  expect_counts(want, "logical flat 0x7F");
+  /* an all-ones logical destination is a broadcast, even to CPUs whose LDR is 0 (SDM 11.6.3) */
+  reset_counts();
+  want_all(1, 1);
   apic_icr(0xFF, ICR_LOGICAL | V_COUNT);
-  expect_counts(want, "logical flat 0xFF");
+  expect_counts(want, "logical broadcast 0xFF");
   if (ncpus >= 3) {
     rt_printf("[xapic] lowest priority (flat, IDs 1-2)\n");
     for (int rep = 0; rep < 4; rep++) {
