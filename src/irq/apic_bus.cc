@@ -40,7 +40,6 @@ bool RouteFast(const x86::InterruptRequest& req, const ApicMap* map,
   if (req.shorthand == x86::Shorthand::kSelf) {
     // A self IPI without a sender cannot be delivered (KVM_BUG_ON in KVM); report it handled.
     out.fast_path = true;
-    out.matched = 0;
     if (source != nullptr) out.push_back(req.source_vcpu);
     out.matched = static_cast<int>(out.size());
     return true;
