@@ -433,7 +433,7 @@ TEST(LapicPost, ConcurrentPostersNeverLoseAVector) {
   Lapic apic(0, false, LapicConfig{});
   SwEnable(apic);
   constexpr int kSenders = 3;
-  constexpr int kRounds = 2000;
+  constexpr int kRounds = 20000;
   std::atomic<int> done{0};
   // Sender s owns vectors 0x20 + s*0x40 .. +0x3F and counts its posts per vector.
   std::vector<std::thread> senders;
