@@ -65,24 +65,35 @@ std::vector<kvm_cpuid_entry2> HostCpuid() {
 }
 
 std::vector<kvm_cpuid_entry2> GetSupportedCpuid(int kvm_fd) {
-  // Some hosts (this project's nested kvm_pvm) reject the ioctl with EINVAL: fall back to the
-  // host's CPUID, which is itself what the outer hypervisor exposes.
+  // Fall back to the host's CPUID, itself what the outer hypervisor exposes.
   std::vector<kvm_cpuid_entry2> from_kvm = GetSupportedCpuidFromKvm(kvm_fd);
   return from_kvm.empty() ? HostCpuid() : from_kvm;
 }
 
 std::vector<kvm_cpuid_entry2> GetSupportedCpuidFromKvm(int kvm_fd) {
   for (uint32_t n = 64; n <= 4096; n *= 2) {
-    const size_t bytes = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
-    std::unique_ptr<uint8_t[]> buf(new uint8_t[bytes]());
-    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.get());
-    c->nent = n;
-    if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-      return std::vector<kvm_cpuid_entry2>(c->entries, c->entries + c->nent);
+    std::vector<uint8_t> buf(sizeof(KvmCpuid2Header) + n * sizeof(kvm_cpuid_entry2), 0);
+    KvmCpuid2Header h{n, 0};
+    std::memcpy(buf.data(), &h, sizeof h);
+    if (ioctl(kvm_fd, kIoctlGetSupportedCpuid, buf.data()) == 0) {
+      std::memcpy(&h, buf.data(), sizeof h);
+      std::vector<kvm_cpuid_entry2> out(std::min(h.nent, n));
+      std::memcpy(out.data(), buf.data() + sizeof h, out.size() * sizeof(kvm_cpuid_entry2));
+      return out;
     }
     if (errno != E2BIG) return {};
   }
   return {};
+}
+
+std::vector<uint8_t> EncodeCpuid2(const std::vector<kvm_cpuid_entry2>& entries) {
+  std::vector<uint8_t> buf(sizeof(KvmCpuid2Header) + entries.size() * sizeof(kvm_cpuid_entry2), 0);
+  const KvmCpuid2Header h{static_cast<uint32_t>(entries.size()), 0};
+  std::memcpy(buf.data(), &h, sizeof h);
+  if (!entries.empty()) {
+    std::memcpy(buf.data() + sizeof h, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+  }
+  return buf;
 }
 
 }  // namespace apicv::kvm

@@ -11,6 +11,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "backend/kvm/cpuid.h"
 #include "backend/kvm/msr_filter.h"
 
 namespace apicv::kvm {
@@ -142,12 +143,8 @@ KvmVcpu::~KvmVcpu() {
 }
 
 bool KvmVcpu::SetCpuid(const std::vector<kvm_cpuid_entry2>& entries) {
-  const size_t bytes = sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2);
-  std::unique_ptr<uint8_t[]> buf(new uint8_t[bytes]());
-  auto* c = reinterpret_cast<kvm_cpuid2*>(buf.get());
-  c->nent = static_cast<uint32_t>(entries.size());
-  std::memcpy(c->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
-  return ioctl(fd_, KVM_SET_CPUID2, c) == 0;
+  std::vector<uint8_t> buf = EncodeCpuid2(entries);
+  return ioctl(fd_, kIoctlSetCpuid2, buf.data()) == 0;
 }
 
 void KvmVcpu::SetBootState(const BootImage& boot) {

@@ -42,7 +42,7 @@ class KvmVcpu {
   int id() const { return id_; }
   kvm_run* run() const { return run_; }
 
-  // False when the host rejects KVM_SET_CPUID2 (this project's nested host does, with EINVAL).
+  // False when the host rejects KVM_SET_CPUID2.
   bool SetCpuid(const std::vector<kvm_cpuid_entry2>& entries);
   void SetBootState(const BootImage& boot);
   void SetInitState();

@@ -142,9 +142,7 @@ class Machine {
       PatchCpuidForVcpu(c, static_cast<uint32_t>(i));
       if (!vcpus.back()->SetCpuid(c) && !cpuid_warned_) {
         cpuid_warned_ = true;
-        std::fprintf(stderr,
-                     "apicv: KVM_SET_CPUID2 is unsupported by this host (%s); the guest sees the "
-                     "host's CPUID\n",
+        std::fprintf(stderr, "apicv: KVM_SET_CPUID2 failed (%s): guest CPUID is unsupported here\n",
                      std::strerror(errno));
       }
     }
@@ -637,7 +635,7 @@ RunResult RunGuest(const RunOptions& opt) {
 
   RunResult res;
   for (;;) {
-    mem.clear();
+    // RAM survives a reset, as on a PC (and in QEMU); only the kernel image is reloaded.
     const BootImage boot = LoadKernel(opt, mem);
     const StopKind kind = m.Boot(boot, deadline);
     if (kind == StopKind::kReset) {

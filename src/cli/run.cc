@@ -1,0 +1,339 @@
+// `apicv run`: boot a guest on /dev/kvm with QEMU-style options, served by apicv's irqchip
+// (--irqchip apicv, default) or KVM's in-kernel one (--irqchip kvm). Exit status: the guest's
+// isa-debug-exit status; 124 timeout; 125 VMM error; 77 no /dev/kvm; 2 bad options.
+// Options are parsed here (QEMU's single-dash long names such as -smp are not CLI11 syntax).
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/kvm/run_guest.h"
+#include "builtin_guests.h"
+#include "cli/command.h"
+#include "devices/clock.h"
+#include "trace/trace_sink.h"
+
+namespace apicv::cli {
+namespace {
+
+constexpr const char* kRunHelp = R"(apicv run [options]
+  -kernel FILE            multiboot v1 ELF, or a flat binary (see --entry)
+  --guest NAME            a built-in guest (apicv run --guest list)
+  --entry 16|32|64        load -kernel as a flat binary with this entry mode
+  -initrd FILE            multiboot module
+  -append STR             kernel command line (after the kernel's name)
+  -smp N                  vCPUs, 1..288 (default 1)
+  -m SIZE                 guest RAM, e.g. 64M, 1G (default 64M; no suffix = MiB)
+  -serial stdio|file:PATH|none   UART 0x3F8 output (default stdio)
+  --irqchip apicv|kvm     interrupt controllers: apicv's (default) or KVM's in-kernel ones
+  --trace FILE            apicv tracepoints, ftrace text
+  --timeout SECONDS       default 120; on expiry exit 124
+  --max-reboots N         default 8
+  --stats                 print exit and kick counters to stderr
+ apicv virtualization layer (--irqchip apicv only):
+  --vendor svm|vmx  --avic on|off  --irqwin legacy|counted  --avic-kick fast|slow
+  -machine kernel-irqchip=on|split|off  -global kvm-pit.lost_tick_policy=delay|discard
+  --apic-id-check current|2022  --pmi-delivery current|legacy  --halt-poll-ns NS)";
+
+std::vector<uint8_t> ReadFile(const std::string& path, const char* what) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f)
+    throw UsageError(std::string("cannot open ") + what + " '" + path +
+                     "': " + std::strerror(errno));
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+uint64_t ParseSize(const std::string& s) {
+  size_t pos = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(s, &pos, 0);
+  } catch (...) {
+    throw UsageError("-m: bad size '" + s + "'");
+  }
+  std::string suf = s.substr(pos);
+  uint64_t mul = 1ull << 20;
+  if (suf == "K" || suf == "k")
+    mul = 1ull << 10;
+  else if (suf == "G" || suf == "g")
+    mul = 1ull << 30;
+  else if (suf == "B" || suf == "b")
+    mul = 1;
+  else if (!suf.empty() && suf != "M" && suf != "m")
+    throw UsageError("-m: bad suffix '" + suf + "'");
+  if (v == 0 || v > (1ull << 40) / mul) throw UsageError("-m: size out of range '" + s + "'");
+  return v * mul;
+}
+
+long ParseInt(const std::string& opt, const std::string& s, long lo, long hi) {
+  try {
+    size_t pos = 0;
+    const long v = std::stol(s, &pos, 0);
+    if (pos == s.size() && v >= lo && v <= hi) return v;
+  } catch (...) {
+  }
+  throw UsageError(opt + ": expected an integer in " + std::to_string(lo) + ".." +
+                   std::to_string(hi) + ", got '" + s + "'");
+}
+
+template <typename E>
+E Choose(const std::string& opt, const std::string& v, std::map<std::string, E> choices) {
+  auto it = choices.find(v);
+  if (it != choices.end()) return it->second;
+  std::string all;
+  for (auto& [k, _] : choices) all += (all.empty() ? "" : "|") + k;
+  throw UsageError(opt + ": expected " + all + ", got '" + v + "'");
+}
+
+struct Parsed {
+  kvm::RunOptions run;
+  std::string kernel_path, initrd_path, guest, serial = "stdio", trace_path;
+  bool stats = false;
+  std::vector<std::string> layer_opts;  // options that only make sense with --irqchip apicv
+  bool have_pit_policy = false, have_avic_kick = false;
+};
+
+Parsed Parse(const std::vector<std::string>& args) {
+  Parsed p;
+  auto& cfg = p.run.vm_config;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    std::string val;
+    bool have_val = false;
+    if (a.rfind("--", 0) == 0) a = a.substr(1);  // accept -opt and --opt alike
+    if (auto eq = a.find('=');
+        eq != std::string::npos && a.rfind("-global", 0) != 0 && a.rfind("-machine", 0) != 0) {
+      val = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      have_val = true;
+    }
+    auto next = [&]() -> std::string {
+      if (have_val) return val;
+      if (i + 1 >= args.size()) throw UsageError(a + ": missing value");
+      return args[++i];
+    };
+    if (a == "-h" || a == "-help") {
+      std::puts(kRunHelp);
+      throw UsageError("run: help printed");
+    } else if (a == "-smp") {
+      p.run.smp = static_cast<int>(ParseInt("-smp", next(), 1, kvm::kMaxVcpus));
+    } else if (a == "-m") {
+      p.run.mem_size = ParseSize(next());
+    } else if (a == "-kernel") {
+      p.kernel_path = next();
+    } else if (a == "-initrd") {
+      p.initrd_path = next();
+    } else if (a == "-append") {
+      p.run.append = next();
+    } else if (a == "-guest") {
+      p.guest = next();
+    } else if (a == "-entry") {
+      p.run.flat_entry = Choose<kvm::EntryMode>("--entry", next(),
+                                                {{"16", kvm::EntryMode::kReal16},
+                                                 {"32", kvm::EntryMode::kProtected32},
+                                                 {"64", kvm::EntryMode::kLong64}});
+    } else if (a == "-serial") {
+      p.serial = next();
+    } else if (a == "-trace") {
+      p.trace_path = next();
+    } else if (a == "-irqchip") {
+      p.run.irqchip = Choose<kvm::IrqchipMode>(
+          "--irqchip", next(),
+          {{"apicv", kvm::IrqchipMode::kApicv}, {"kvm", kvm::IrqchipMode::kKvm}});
+    } else if (a == "-timeout") {
+      const std::string v = next();
+      try {
+        p.run.timeout_s = std::stod(v);
+      } catch (...) {
+        throw UsageError("--timeout: bad number '" + v + "'");
+      }
+      if (!(p.run.timeout_s > 0 && p.run.timeout_s < 1e7))
+        throw UsageError("--timeout: out of range");
+    } else if (a == "-max-reboots") {
+      p.run.max_reboots = static_cast<int>(ParseInt("--max-reboots", next(), 0, 1000));
+    } else if (a == "-stats") {
+      p.stats = true;
+    } else if (a == "-vendor") {
+      cfg.vendor = Choose<virt::VendorModel>(
+          "--vendor", next(), {{"svm", virt::VendorModel::kSvm}, {"vmx", virt::VendorModel::kVmx}});
+      p.layer_opts.push_back("--vendor");
+    } else if (a == "-avic") {
+      cfg.enable_apicv = Choose<bool>("--avic", next(), {{"on", true}, {"off", false}});
+      p.layer_opts.push_back("--avic");
+    } else if (a == "-irqwin") {
+      cfg.irqwin = Choose<virt::IrqWindowMode>(
+          "--irqwin", next(),
+          {{"legacy", virt::IrqWindowMode::kLegacy}, {"counted", virt::IrqWindowMode::kCounted}});
+      p.layer_opts.push_back("--irqwin");
+    } else if (a == "-avic-kick") {
+      cfg.avic_kick = Choose<virt::AvicKick>(
+          "--avic-kick", next(),
+          {{"fast", virt::AvicKick::kFast}, {"slow", virt::AvicKick::kSlow}});
+      p.have_avic_kick = true;
+      p.layer_opts.push_back("--avic-kick");
+    } else if (a == "-apic-id-check") {
+      cfg.apic_id_check = Choose<virt::ApicIdCheck>(
+          "--apic-id-check", next(),
+          {{"current", virt::ApicIdCheck::kCurrent}, {"2022", virt::ApicIdCheck::k2022}});
+      p.layer_opts.push_back("--apic-id-check");
+    } else if (a == "-pmi-delivery") {
+      cfg.pmi_delivery = Choose<virt::PmiDelivery>(
+          "--pmi-delivery", next(),
+          {{"current", virt::PmiDelivery::kCurrent}, {"legacy", virt::PmiDelivery::kLegacy}});
+      p.layer_opts.push_back("--pmi-delivery");
+    } else if (a == "-halt-poll-ns") {
+      cfg.halt_poll_ns = static_cast<uint64_t>(ParseInt("--halt-poll-ns", next(), 0, 100000000));
+    } else if (a == "-machine" || a.rfind("-machine=", 0) == 0) {
+      const std::string v = a == "-machine" ? next() : a.substr(9);
+      const std::string key = "kernel-irqchip=";
+      if (v.rfind(key, 0) != 0)
+        throw UsageError("-machine: only kernel-irqchip=on|split|off is supported, got '" + v +
+                         "'");
+      cfg.placement =
+          Choose<virt::IrqchipPlacement>("-machine kernel-irqchip", v.substr(key.size()),
+                                         {{"on", virt::IrqchipPlacement::kOn},
+                                          {"split", virt::IrqchipPlacement::kSplit},
+                                          {"off", virt::IrqchipPlacement::kOff}});
+      p.layer_opts.push_back("-machine");
+    } else if (a == "-global" || a.rfind("-global=", 0) == 0) {
+      const std::string v = a == "-global" ? next() : a.substr(8);
+      const std::string key = "kvm-pit.lost_tick_policy=";
+      if (v.rfind(key, 0) != 0)
+        throw UsageError(
+            "-global: only kvm-pit.lost_tick_policy=delay|discard is supported, got '" + v + "'");
+      cfg.pit_policy = Choose<virt::PitPolicy>(
+          "-global kvm-pit.lost_tick_policy", v.substr(key.size()),
+          {{"delay", virt::PitPolicy::kDelay}, {"discard", virt::PitPolicy::kDiscard}});
+      p.have_pit_policy = true;
+      p.layer_opts.push_back("-global");
+    } else {
+      throw UsageError("run: unknown option '" + args[i] + "' (apicv run -help)");
+    }
+  }
+  // Invalid combinations, as KVM/QEMU would reject them.
+  if (p.run.irqchip == kvm::IrqchipMode::kKvm && !p.layer_opts.empty()) {
+    throw UsageError(p.layer_opts.front() +
+                     " configures apicv's virtualization layer and needs --irqchip apicv");
+  }
+  if (cfg.vendor == virt::VendorModel::kVmx && p.have_avic_kick) {
+    throw UsageError("--avic-kick is an AVIC (svm) option and is invalid with --vendor vmx");
+  }
+  if (cfg.placement != virt::IrqchipPlacement::kOn && p.have_pit_policy) {
+    throw UsageError(
+        "-global kvm-pit.lost_tick_policy needs the in-kernel PIT (kernel-irqchip=on)");
+  }
+  if (p.guest.empty() == p.kernel_path.empty()) {
+    throw UsageError("run: give exactly one of -kernel FILE and --guest NAME");
+  }
+  if (!p.guest.empty() && p.run.flat_entry) throw UsageError("--entry applies to -kernel only");
+  if (p.run.flat_entry && !p.initrd_path.empty())
+    throw UsageError("-initrd needs a multiboot kernel");
+  return p;
+}
+
+void ListGuests() {
+  for (const auto& g : guests::BuiltinGuests()) std::printf("%-12s %s\n", g.name, g.description);
+}
+
+int RunMain(const std::vector<std::string>& args) {
+  Parsed p = Parse(args);
+  if (p.guest == "list") {
+    ListGuests();
+    return 0;
+  }
+  if (!p.guest.empty()) {
+    const guests::BuiltinGuest* g = guests::FindBuiltinGuest(p.guest);
+    if (g == nullptr)
+      throw UsageError("--guest: no built-in guest '" + p.guest + "' (--guest list)");
+    p.run.kernel.assign(g->data, g->data + g->size);
+    p.run.kernel_name = g->name;
+  } else {
+    p.run.kernel = ReadFile(p.kernel_path, "kernel");
+    p.run.kernel_name = p.kernel_path;
+  }
+  if (!p.initrd_path.empty()) {
+    p.run.initrd = ReadFile(p.initrd_path, "initrd");
+    p.run.initrd_name = p.initrd_path;
+  }
+  std::FILE* serial_file = nullptr;
+  if (p.serial == "stdio") {
+    p.run.serial = [](uint8_t b) {
+      std::fputc(b, stdout);
+      if (b == '\n') std::fflush(stdout);
+    };
+  } else if (p.serial.rfind("file:", 0) == 0) {
+    serial_file = std::fopen(p.serial.substr(5).c_str(), "wb");
+    if (!serial_file) throw UsageError("-serial: cannot open '" + p.serial.substr(5) + "'");
+    p.run.serial = [serial_file](uint8_t b) { std::fputc(b, serial_file); };
+  } else if (p.serial != "none") {
+    throw UsageError("-serial: expected stdio, file:PATH or none");
+  }
+  MonotonicClock trace_clock;
+  std::unique_ptr<trace::TraceSink> sink;
+  std::FILE* trace_file = nullptr;
+  if (!p.trace_path.empty()) {
+    trace_file = std::fopen(p.trace_path.c_str(), "w");
+    if (!trace_file) throw UsageError("--trace: cannot open '" + p.trace_path + "'");
+    sink = std::make_unique<trace::TraceSink>(trace_clock);
+    sink->set_output(trace_file);
+    p.run.trace = sink.get();
+  }
+  kvm::RunResult r;
+  int status = 0;
+  try {
+    r = kvm::RunGuest(p.run);
+    status = r.exit_code;
+  } catch (const kvm::KvmUnavailable& e) {
+    std::fprintf(stderr, "apicv: %s\n", e.what());
+    status = 77;
+  } catch (const std::runtime_error& e) {
+    std::fprintf(stderr, "apicv: %s\n", e.what());
+    status = 1;
+  }
+  std::fflush(stdout);
+  if (serial_file) std::fclose(serial_file);
+  if (trace_file) std::fclose(trace_file);
+  if (status == 77 || status == 1) return status;
+  if (r.timed_out) {
+    std::fprintf(stderr, "apicv: guest timed out after %g s (--timeout)\n", p.run.timeout_s);
+  } else if (!r.error.empty()) {
+    std::fprintf(stderr, "apicv: %s\n", r.error.c_str());
+  }
+  if (p.stats) {
+    const auto& c = r.counters;
+    std::fprintf(stderr, "apicv: wall %.3f s, reboots %d, tsc %llu kHz\n", r.wall_s, r.reboots,
+                 static_cast<unsigned long long>(r.tsc_khz));
+    for (size_t i = 0; i < c.exits.size(); ++i) {
+      if (c.exits[i])
+        std::fprintf(stderr, "  exit %-16s %llu\n", kvm::ExitReasonName(static_cast<unsigned>(i)),
+                     static_cast<unsigned long long>(c.exits[i]));
+    }
+    std::fprintf(
+        stderr,
+        "  eintr %llu msr(inval %llu filter %llu) windows(req %llu exit %llu) inj %llu nmi %llu\n"
+        "  kicks %llu (signals %llu) halts %llu (poll ok %llu, slept %llu) sipis %llu\n",
+        (unsigned long long)c.eintr, (unsigned long long)c.msr_exits_inval,
+        (unsigned long long)c.msr_exits_filter, (unsigned long long)c.window_requests,
+        (unsigned long long)c.window_exits, (unsigned long long)c.injections,
+        (unsigned long long)c.nmis, (unsigned long long)c.kicks, (unsigned long long)c.kick_signals,
+        (unsigned long long)c.halts, (unsigned long long)c.halt_poll_success,
+        (unsigned long long)c.halt_sleeps, (unsigned long long)c.sipis);
+  }
+  return status;
+}
+
+CommandRegistration reg("", [](CLI::App& app) {
+  auto* cmd = app.add_subcommand("run", "Run a guest on /dev/kvm (QEMU-style options; run -help)");
+  cmd->prefix_command();
+  cmd->footer(kRunHelp);
+  cmd->callback([cmd] { SetExitStatus(RunMain(cmd->remaining())); });
+});
+
+}  // namespace
+}  // namespace apicv::cli
