@@ -415,6 +415,7 @@ bool Lapic::on_timer(uint64_t now_ns) {
 
 LapicOutput Lapic::wrmsr_tsc_deadline(uint64_t tsc_value, uint64_t now_ns, uint64_t now_tsc) {
   LapicOutput out;
+  if (!hw_enabled()) return out;
   const uint64_t before = timer_.deadline_ns();
   timer_.write_tsc_deadline(tsc_value, now_ns, now_tsc);
   if (timer_.due(now_ns) && on_timer(now_ns)) out.event = true;

@@ -115,9 +115,10 @@ class Lapic {
   uint64_t get_apic_base() const { return apic_base_; }
   MsrAccess set_apic_base(uint64_t value, bool host_initiated);
 
-  // IA32_TSC_DEADLINE (MSR 0x6E0). Reads 0 outside TSC-deadline mode; writes outside it are
-  // ignored. A deadline at or before now_tsc fires at once (the LVTT interrupt is accepted now).
-  uint64_t rdmsr_tsc_deadline() const { return timer_.tsc_deadline(); }
+  // IA32_TSC_DEADLINE (MSR 0x6E0). Reads 0 outside TSC-deadline mode or while the APIC is
+  // hardware-disabled; writes there are ignored (KVM: !kvm_apic_present). A deadline at or before
+  // now_tsc fires at once (the LVTT interrupt is accepted now).
+  uint64_t rdmsr_tsc_deadline() const { return hw_enabled() ? timer_.tsc_deadline() : 0; }
   LapicOutput wrmsr_tsc_deadline(uint64_t tsc_value, uint64_t now_ns, uint64_t now_tsc);
 
   // CR8 <-> TPR[7:4] (SDM 11.8.6.1). set_cr8 returns true if PPR dropped below a pending IRR

@@ -211,6 +211,17 @@ TEST_F(LapicTimerTest, TscDeadlineZeroDisarmsAndWritesOutsideTheModeAreIgnored) 
   EXPECT_EQ(apic_.next_timer_deadline_ns(), UINT64_MAX);
 }
 
+TEST_F(LapicTimerTest, TscDeadlineMsrIsInertWhileHardwareDisabled) {
+  W(kApicLvtt, kTscDeadline | 0x32);
+  apic_.wrmsr_tsc_deadline(9000, now(), 700);
+  ASSERT_FALSE(apic_.set_apic_base(kApicDefaultBase, false).gp);
+  EXPECT_EQ(apic_.rdmsr_tsc_deadline(), 0u);
+  LapicOutput o = apic_.wrmsr_tsc_deadline(5000, now(), 700);
+  EXPECT_FALSE(o.timer_changed);
+  ASSERT_FALSE(apic_.set_apic_base(kApicDefaultBase | kApicBaseEnable, false).gp);
+  EXPECT_EQ(apic_.rdmsr_tsc_deadline(), 9000u);  // the write while disabled was dropped
+}
+
 TEST(LapicTimer, TscDeadlineConvertsWithTscKhz) {
   LapicConfig c;
   c.tsc_khz = 2000000;  // 2 GHz: 2 ticks per ns
