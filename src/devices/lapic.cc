@@ -91,8 +91,7 @@ ApicMode Lapic::mode() const {
   return ModeOf(apic_base_);
 }
 
-// ---- Identity and reset
-// ---------------------------------------------------------------------------
+// ---- Identity and reset ----
 
 void Lapic::set_xapic_id(uint32_t id) {
   regs_[Idx(kApicId)] = (id & 0xFF) << 24;
@@ -160,8 +159,7 @@ LapicOutput Lapic::reset(bool init_only) {
   return out;
 }
 
-// ---- IA32_APIC_BASE
-// -------------------------------------------------------------------------------
+// ---- IA32_APIC_BASE ----
 
 MsrAccess Lapic::set_apic_base(uint64_t value, bool host_initiated) {
   MsrAccess r;
@@ -207,8 +205,7 @@ void Lapic::apply_apic_base(uint64_t value, LapicOutput* out) {
   }
 }
 
-// ---- Priorities
-// ----------------------------------------------------------------------------------
+// ---- Priorities ----
 
 uint32_t Lapic::compute_ppr() const {
   const uint32_t tpr = regs_[Idx(kApicTpr)] & 0xFF;
@@ -270,8 +267,7 @@ void Lapic::do_eoi(LapicOutput* out) {
   out->event = true;
 }
 
-// ---- Delivery
-// ------------------------------------------------------------------------------------
+// ---- Delivery ----
 
 void Lapic::record_error(uint32_t bits) {
   if (!config_.esr_sdm_mode) return;
@@ -399,8 +395,7 @@ bool Lapic::accept_pic_intr() const {
          ((lvt0 & kLvtDeliveryModeMask) >> 8) == static_cast<uint32_t>(DeliveryMode::kExtInt);
 }
 
-// ---- Timer
-// ---------------------------------------------------------------------------------------
+// ---- Timer ----
 
 void Lapic::note_timer(uint64_t before, LapicOutput* out) const {
   if (timer_.deadline_ns() != before) out->timer_changed = true;
@@ -423,8 +418,7 @@ LapicOutput Lapic::wrmsr_tsc_deadline(uint64_t tsc_value, uint64_t now_ns, uint6
   return out;
 }
 
-// ---- Register file
-// -------------------------------------------------------------------------------
+// ---- Register file ----
 
 bool Lapic::readable(uint32_t offset) const {
   if (offset > kLastRegister || (offset & 0xF)) return false;
@@ -609,8 +603,7 @@ bool Lapic::reg_write(uint32_t offset, uint32_t value, uint64_t now_ns, LapicOut
   }
 }
 
-// ---- MMIO
-// ----------------------------------------------------------------------------------------
+// ---- MMIO ----
 
 LapicOutput Lapic::mmio_read(uint32_t offset, void* data, unsigned len, uint64_t now_ns) {
   LapicOutput out;
@@ -653,8 +646,7 @@ LapicOutput Lapic::mmio_write(uint32_t offset, const void* data, unsigned len, u
   return out;
 }
 
-// ---- x2APIC MSRs
-// ---------------------------------------------------------------------------------
+// ---- x2APIC MSRs ----
 
 MsrAccess Lapic::rdmsr_x2apic(uint32_t msr, uint64_t now_ns) {
   MsrAccess r;

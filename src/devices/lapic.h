@@ -95,7 +95,7 @@ class Lapic {
   Lapic(const Lapic&) = delete;
   Lapic& operator=(const Lapic&) = delete;
 
-  // ---- Guest register access --------------------------------------------------------------------
+  // ---- Guest register access ----
   // xAPIC MMIO, `offset` relative to the APIC base (0..0xFFF). Reads of 1, 2 or 4 bytes within the
   // first four bytes of a readable register return its bytes; other reads return zeros. Only
   // 4-byte writes at 16-byte aligned offsets take effect. In x2APIC or hardware-disabled mode,
@@ -126,17 +126,15 @@ class Lapic {
   uint64_t get_cr8() const { return (regs_[x86::kApicTpr >> 4] & 0xF0) >> 4; }
   bool set_cr8(uint64_t cr8);
 
-  // ---- Timer
-  // -------------------------------------------------------------------------------------- Absolute
-  // time of the next expiry, UINT64_MAX when disarmed.
+  // ---- Timer ----
+  // Absolute time of the next expiry, UINT64_MAX when disarmed.
   uint64_t next_timer_deadline_ns() const { return timer_.deadline_ns(); }
   // Fires the timer if due: delivers LVTT through local_deliver (masked: dropped), then one-shot
   // disarms, periodic re-arms without drift (missed periods coalesce into this one interrupt),
   // TSC-deadline clears IA32_TSC_DEADLINE. Returns true if an interrupt became pending.
   bool on_timer(uint64_t now_ns);
 
-  // ---- Delivery
-  // -----------------------------------------------------------------------------------
+  // ---- Delivery ----
   // __apic_accept_irq: fixed/lowest-priority set IRR and the TMR bit per trigger mode unless the
   // APIC is not both hardware- and software-enabled or the message is a level deassert; NMI, INIT
   // (edge or level assert) and SIPI are latched; ExtINT is ignored (PIC path). Lowest-priority
@@ -169,8 +167,7 @@ class Lapic {
   // kvm_apic_accept_pic_intr: APIC hardware-disabled, or LVT0 unmasked in ExtINT mode.
   bool accept_pic_intr() const;
 
-  // ---- Injection (call sync_pir_to_irr() first if anything may have been posted)
-  // -----------------
+  // ---- Injection (call sync_pir_to_irr() first if anything may have been posted) ----
   int highest_irr() const { return irr_.highest(); }
   int highest_isr() const { return isr_.highest(); }
   // kvm_apic_has_interrupt: highest IRR vector whose priority class is above PPR, -1 if none or
@@ -182,8 +179,7 @@ class Lapic {
   int get_interrupt();
   uint32_t ppr() const { return regs_[x86::kApicPpr >> 4]; }
 
-  // ---- State
-  // --------------------------------------------------------------------------------------
+  // ---- State ----
   // kvm_lapic_reset. RESET (init_only=false) also sets IA32_APIC_BASE = 0xFEE00000|EN(|BSP) and the
   // xAPIC ID; INIT keeps the base MSR (and so the mode) and the ID. The output reports map/apicv
   // changes.

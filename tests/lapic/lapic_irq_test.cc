@@ -37,8 +37,7 @@ class LapicIrqTest : public ::testing::Test {
   Lapic apic_{2, false, LapicConfig{}};
 };
 
-// ---- Acceptance
-// ----------------------------------------------------------------------------------
+// ---- Acceptance ----
 
 TEST(LapicAccept, FixedIsDroppedUnlessHardwareAndSoftwareEnabled) {
   Lapic apic(0, false, LapicConfig{});
@@ -103,8 +102,7 @@ TEST_F(LapicIrqTest, KvmParityAcceptsVectorsBelow16) {
   EXPECT_EQ(Read(apic_, kApicEsr), 0u);
 }
 
-// ---- Priorities, acknowledge, EOI
-// ----------------------------------------------------------------
+// ---- Priorities, acknowledge, EOI ----
 
 TEST_F(LapicIrqTest, NestedServiceFollowsPriorityClasses) {
   for (uint8_t v : {0x31, 0x75, 0x52}) ASSERT_TRUE(apic_.accept_irq(Fixed(v)));
@@ -240,7 +238,7 @@ TEST_F(LapicIrqTest, Cr8IsTprBits7To4) {
   EXPECT_FALSE(apic_.set_cr8(0xF));  // raised
 }
 
-// ---- ESR ----------------------------------------------------------------------------------------
+// ---- ESR ----
 
 TEST(LapicEsr, SdmModeLatchesIllegalVectorErrorsOnTheNextWrite) {
   LapicConfig c;
@@ -313,8 +311,7 @@ TEST(LapicEsr, KvmParityNeverReportsErrors) {
   EXPECT_EQ(apic.highest_irr(), 0x03);  // the vector-3 message was accepted, LVTERR never fired
 }
 
-// ---- Local delivery and the PIC
-// ------------------------------------------------------------------
+// ---- Local delivery and the PIC ----
 
 TEST_F(LapicIrqTest, LocalDeliverUsesTheLvtAndMasksLvtpcWhenAsked) {
   Write(apic_, kApicLvtPc, 0x000000FE);
@@ -358,7 +355,7 @@ TEST(LapicPic, AcceptPicIntrFollowsLint0AndHardwareEnable) {
   EXPECT_TRUE(ap.accept_pic_intr());  // a disabled APIC passes INTR straight through
 }
 
-// ---- Posting ------------------------------------------------------------------------------------
+// ---- Posting ----
 
 TEST_F(LapicIrqTest, PostedVectorsReachIrrOnlyAtSync) {
   EXPECT_FALSE(apic_.has_posted());

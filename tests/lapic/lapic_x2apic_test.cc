@@ -134,7 +134,7 @@ TEST_F(X2ApicMsrTest, OrdinaryRegistersReadBackThroughMsrs) {
   EXPECT_EQ(Rd(0x839), 1000u);  // TMCCT at the instant of arming (now = 0)
 }
 
-// ---- IA32_APIC_BASE ----------------------------------------------------------------------------
+// ---- IA32_APIC_BASE ----
 
 TEST(ApicBase, GuestXApicToX2ApicAndBackThroughDisabled) {
   Lapic apic(5, false, LapicConfig{});
@@ -251,7 +251,7 @@ TEST(ApicBase, ReEnablingResetsAModifiedXApicId) {
   EXPECT_EQ(Read(apic, kApicId), 0x05000000u);
 }
 
-// ---- INIT versus RESET -------------------------------------------------------------------------
+// ---- INIT versus RESET ----
 
 TEST(LapicInitReset, InitKeepsBaseModeAndIdButClearsTheRest) {
   Lapic apic(9, false, LapicConfig{});
