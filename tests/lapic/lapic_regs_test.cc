@@ -334,6 +334,32 @@ TEST(LapicRegs, VectorBanksReadBackTheirWords) {
   EXPECT_EQ(apic.reg(kApicIrr + 0x20), 0x2u);
 }
 
+TEST(LapicIdentityView, ReflectsXApicRegistersAndModes) {
+  Lapic apic(0x105, false, LapicConfig{});
+  LapicIdentity id = apic.identity();
+  EXPECT_EQ(id.vcpu_id, 0x105u);
+  EXPECT_TRUE(id.hw_enabled);
+  EXPECT_FALSE(id.sw_enabled);
+  EXPECT_FALSE(id.x2apic);
+  EXPECT_EQ(id.xapic_id, 0x05);
+  EXPECT_EQ(id.x2apic_id, 0x105u);
+  EXPECT_EQ(id.ldr, 0u);
+  EXPECT_EQ(id.dfr, 0xFFFFFFFFu);
+  SwEnable(apic);
+  Write(apic, kApicLdr, 0x84000000);
+  Write(apic, kApicDfr, 0x0FFFFFFF);
+  id = apic.identity();
+  EXPECT_TRUE(id.sw_enabled);
+  EXPECT_EQ(id.ldr, 0x84000000u);
+  EXPECT_EQ(id.dfr, 0x0FFFFFFFu);
+  lapic_test::EnterX2Apic(apic);
+  id = apic.identity();
+  EXPECT_TRUE(id.x2apic);
+  EXPECT_EQ(id.ldr, 0x00100020u);  // cluster 0x10, bit 5
+  ASSERT_FALSE(apic.set_apic_base(kApicDefaultBase, false).gp);
+  EXPECT_FALSE(apic.identity().hw_enabled);
+}
+
 TEST(LapicRegs, RawRegAccessorRejectsUnalignedAndOutOfRange) {
   Lapic apic(0, false, LapicConfig{});
   EXPECT_EQ(apic.reg(kApicLvr), 0x00050014u);

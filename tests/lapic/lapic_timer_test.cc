@@ -69,6 +69,15 @@ TEST_F(LapicTimerTest, OneShotFiresOnceAfterTmictTimesDivideBusCycles) {
   EXPECT_FALSE(apic_.on_timer(now()));
 }
 
+TEST_F(LapicTimerTest, ReservedTimerMode3CountsLikeOneShot) {
+  W(kApicLvtt, 0x60000 | 0x30);
+  EXPECT_EQ(R(kApicLvtt), 0x60030u);  // stored as written
+  W(kApicTmict, 10);                  // 20 ns
+  clock_.advance(20);
+  EXPECT_TRUE(apic_.on_timer(now()));
+  EXPECT_EQ(apic_.next_timer_deadline_ns(), UINT64_MAX);
+}
+
 TEST_F(LapicTimerTest, TmcctReachesZeroWhenOverdueEvenBeforeOnTimer) {
   W(kApicLvtt, kOneShot | 0x30);
   W(kApicTmict, 10);
