@@ -15,15 +15,16 @@ APICV_EMBEDDED_GUEST(pit_extint)
 APICV_EMBEDDED_GUEST(ioapic)
 APICV_EMBEDDED_GUEST(reboot)
 APICV_EMBEDDED_GUEST(ipi_bench)
+APICV_EMBEDDED_GUEST(pmu)
 #undef APICV_EMBEDDED_GUEST
 }  // namespace embedded
 
 namespace {
 
-const std::array<BuiltinGuest, 6>& Table() {
+const std::array<BuiltinGuest, 7>& Table() {
   using namespace embedded;
   // Built on first use: the sizes live in other translation units.
-  static const std::array<BuiltinGuest, 6> table = {{
+  static const std::array<BuiltinGuest, 7> table = {{
       {"apic",
        "xAPIC/x2APIC registers, APIC base transitions, TPR/CR8, EOI order, self-IPI, timers",
        k_apic, k_apic_size},
@@ -39,6 +40,8 @@ const std::array<BuiltinGuest, 6>& Table() {
       {"ipi-bench",
        "2-vCPU IPI round trips (n=N) or 100 us timer lateness (timer): samples on 0x2100",
        k_ipi_bench, k_ipi_bench_size},
+      {"pmu", "PMC0 overflow -> LVTPC NMI: PMIs per overflow, LVTPC mask, GLOBAL_STATUS (n=N)",
+       k_pmu, k_pmu_size},
   }};
   return table;
 }

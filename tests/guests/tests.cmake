@@ -22,3 +22,18 @@ apicv_guest_test(guest_ioapic_kvm ioapic)
 apicv_guest_test(guest_reboot_kvm reboot)
 apicv_guest_test(guest_ipi_bench_kvm ipi-bench -smp 2 -append "n=100")
 apicv_guest_test(guest_ipi_bench_timer_kvm ipi-bench -append "timer n=100")
+
+# Seed 002 under apicv's irqchip (the default): one PMC0 overflow gives two PMIs with the 2023
+# immediate-delivery path (legacy) and exactly one with the fix (current).
+function(apicv_guest_pmu_test name mode count)
+  add_test(NAME ${name} COMMAND $<TARGET_FILE:apicv> run --guest pmu --pmi-delivery ${mode}
+                                --timeout 240)
+  set_tests_properties(${name} PROPERTIES
+    PASS_REGULAR_EXPRESSION "PMIs per overflow: ${count}\n"
+    FAIL_REGULAR_EXPRESSION "FAIL:"
+    SKIP_RETURN_CODE 77
+    TIMEOUT 300)
+endfunction()
+
+apicv_guest_pmu_test(guest_pmu_legacy legacy 2)
+apicv_guest_pmu_test(guest_pmu_current current 1)
