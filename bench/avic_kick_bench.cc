@@ -87,13 +87,14 @@ void KickBench(benchmark::State& state, Mode mode, AvicKickMode kick) {
         break;
     }
     const auto r = avic.handle_icr_write(0, icrl, icrh, mode != Mode::kCluster, ops);
+    // vCPU 0 is the sender and sees no exit for its own IPI; its exit is synthesised with the
+    // index the hardware would report, so a 1-vCPU VM still has one exit to handle.
     if (!r.exit && t != 0) {
       state.SkipWithError("expected a TARGET_NOT_RUNNING exit");
       return;
     }
-    if (r.exit) exits.push_back({icrl, icrh, r.index});
+    exits.push_back({icrl, icrh, r.exit ? r.index : id});
   }
-  if (exits.empty()) exits.push_back({0x40, mode == Mode::kCluster ? 0x01000000u : 0u, 0});
   avic.reset_stats();
   const long long kicks_before = ops.wakes;
   size_t i = 0;
