@@ -2,6 +2,7 @@
 #include "backend/synthetic/synthetic_vm.h"
 
 #include <chrono>
+#include <ctime>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -17,6 +18,12 @@ uint64_t SplitMix64(uint64_t& state) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+uint64_t ThreadCpuNs() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 uint64_t NowNs() {
@@ -64,10 +71,17 @@ SyntheticVm::SyntheticVm(const SyntheticConfig& config, trace::TraceSink* trace)
 SyntheticVm::~SyntheticVm() = default;
 
 void SyntheticVm::set_task(int vcpu) const {
+  const int pid = config_.base_pid + vcpu;
+  const int cpu =
+      static_cast<size_t>(vcpu) < config_.host_cpus.size() ? config_.host_cpus[vcpu] : vcpu;
+  // Building the comm string costs more than the window path being measured, so the identity is
+  // only rebuilt when this thread last traced as someone else.
+  const trace::TaskContext& cur = trace::current_task();
+  if (cur.pid == pid && cur.cpu == cpu) return;
   trace::TaskContext t;
   t.comm = "CPU " + std::to_string(vcpu) + "/KVM";
-  t.pid = config_.base_pid + vcpu;
-  t.cpu = static_cast<size_t>(vcpu) < config_.host_cpus.size() ? config_.host_cpus[vcpu] : vcpu;
+  t.pid = pid;
+  t.cpu = cpu;
   trace::set_current_task(t);
 }
 
@@ -164,13 +178,16 @@ SyntheticRunStats SyntheticVm::run_threads(uint64_t iterations, const VcpuScript
   const int n = config_.nr_vcpus;
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
+  std::atomic<uint64_t> cpu_ns{0};
   std::vector<std::thread> threads;
   threads.reserve(static_cast<size_t>(n));
   for (int v = 0; v < n; ++v) {
     threads.emplace_back([&, v] {
       ready.fetch_add(1, std::memory_order_acq_rel);
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      const uint64_t c0 = ThreadCpuNs();
       for (uint64_t i = 0; i < iterations; ++i) step(v, script);
+      cpu_ns.fetch_add(ThreadCpuNs() - c0, std::memory_order_relaxed);
     });
   }
   while (ready.load(std::memory_order_acquire) < n) std::this_thread::yield();
@@ -184,6 +201,7 @@ SyntheticRunStats SyntheticVm::run_threads(uint64_t iterations, const VcpuScript
   r.windows = irq_window_.irq_window_exits() - win0;
   r.injections = irq_window_.irq_injections() - inj0;
   r.wall_ns = t1 - t0;
+  r.cpu_ns = cpu_ns.load(std::memory_order_relaxed);
   r.inhibit = Delta(before, inhibits_.stats());
   return r;
 }

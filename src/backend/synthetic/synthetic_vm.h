@@ -51,7 +51,8 @@ struct SyntheticRunStats {
   uint64_t iterations = 0;
   uint64_t windows = 0;  // interrupt-window exits taken
   uint64_t injections = 0;
-  uint64_t wall_ns = 0;             // run_threads(): start barrier to last thread done
+  uint64_t wall_ns = 0;  // run_threads(): start barrier to last thread done
+  uint64_t cpu_ns = 0;   // run_threads(): CPU time of all vCPU threads (CLOCK_THREAD_CPUTIME_ID)
   virt::ApicvInhibitStats inhibit;  // deltas over the run
 };
 
