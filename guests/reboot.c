@@ -9,6 +9,7 @@
 #include "apic.h"
 #include "layout.h"
 #include "rt.h"
+#include "smp.h"
 
 const char guest_name[] = "reboot";
 
@@ -34,6 +35,13 @@ static void first_boot(volatile u64* magic) {
     apic_x2 = 1;
     apic_sw_enable(0xFF);
     CHECK_EQ(rdmsr(MSR_APIC_BASE) & APIC_BASE_EXTD, APIC_BASE_EXTD, "x2APIC enabled before reset");
+    /* As a Linux guest does: every AP comes up in x2APIC mode too (seed 004 needs vCPUs other
+     * than 0 in x2APIC mode at the reset). */
+    u32 ncpus = rt_fwcfg_cpu_count();
+    if (ncpus > 1) {
+      u64 online = smp_start_aps(ncpus - 1, 10000 + 200 * (u64)ncpus);
+      CHECK_EQ(online, (u64)(ncpus - 1), "APs online in x2APIC mode before reset");
+    }
   } else {
     rt_printf("SKIP: x2APIC (CPUID.1:ECX[21] clear); resetting from xAPIC mode\n");
   }

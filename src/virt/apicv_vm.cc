@@ -59,13 +59,9 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
     : config_(config),
       clock_(clock),
       trace_(trace),
+      dev_trace_(trace),
       reqs_(config.nr_vcpus,
-            [this](int v) {
-              if (kick_) kick_(v);
-            },
-            [this](int v) {
-              if (kick_) kick_(v);
-            }),
+            [this](int v) { kick(v); }, [this](int v) { kick(v); }),
       inhibits_({config.vendor == VendorModel::kSvm ? Vendor::kSvm : Vendor::kVmx,
                  config.irqwin == IrqWindowMode::kCounted},
                 reqs_, trace),
@@ -119,7 +115,11 @@ ApicvVm::~ApicvVm() {
 Lapic& ApicvVm::lapic(int vcpu) { return vcpus_[static_cast<size_t>(vcpu)]->lapic; }
 Pmu& ApicvVm::pmu(int vcpu) { return vcpus_[static_cast<size_t>(vcpu)]->pmu; }
 
-void ApicvVm::set_kick(std::function<void(int)> kick) { kick_ = std::move(kick); }
+void ApicvVm::set_kick(std::function<void(int)> kick) {
+  std::lock_guard<std::mutex> g(kick_mu_);
+  kick_holders_.push_back(std::make_unique<std::function<void(int)>>(std::move(kick)));
+  kick_.store(kick_holders_.back().get(), std::memory_order_release);
+}
 
 uint64_t ApicvVm::read_tsc() { return __rdtsc(); }
 
@@ -362,7 +362,7 @@ void ApicvVm::rebuild_apic_map(int changed_vcpu) {
 
 void ApicvVm::send_ipi(int src, const InterruptRequest& req) {
   st_ipis_.fetch_add(1, std::memory_order_relaxed);
-  trace::trace_kvm_apic_ipi(trace_, 0, req.dest_id);
+  trace::trace_kvm_apic_ipi(dev_trace_, 0, req.dest_id);
   route_and_deliver(src, req);
 }
 
@@ -377,7 +377,7 @@ void ApicvVm::route_and_deliver(int src, const InterruptRequest& req) {
 void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
   if (target < 0 || target >= config_.nr_vcpus) return;
   VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
-  trace::trace_kvm_apic_accept_irq(trace_, static_cast<uint32_t>(target),
+  trace::trace_kvm_apic_accept_irq(dev_trace_, static_cast<uint32_t>(target),
                                    static_cast<uint16_t>(req.delivery_mode) << 8,
                                    req.trigger_level, req.vector);
   switch (req.delivery_mode) {
@@ -403,8 +403,11 @@ void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
     default:
       return;  // SMI, remote read, ExtINT through the bus: ignored, as KVM does
   }
+  // NMI / INIT / SIPI: the target may sit in the backend's wait-for-SIPI loop, which is neither
+  // guest mode nor a halt; the backend's kick reaches every wait, so use it unconditionally.
   st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
-  reqs_.make_request_and_kick(target, kReqEvent);
+  reqs_.vcpu(target).make_request(kReqEvent);
+  kick(target);
 }
 
 void ApicvVm::deliver_fixed(int src, int target, uint8_t vector, bool level) {
@@ -424,7 +427,7 @@ void ApicvVm::deliver_fixed(int src, int target, uint8_t vector, bool level) {
 }
 
 void ApicvVm::eoi_broadcast(int vcpu, const LapicEoi& eoi) {
-  trace::trace_kvm_eoi(trace_, static_cast<uint32_t>(vcpu), eoi.vector);
+  trace::trace_kvm_eoi(dev_trace_, static_cast<uint32_t>(vcpu), eoi.vector);
   // AVIC completes edge-triggered EOIs in hardware: no exit, no IOAPIC EOI, no ack notifier.
   // That is why PIT reinjection (which needs the ack) inhibits AVIC.
   if (config_.vendor == VendorModel::kSvm && !eoi.level_triggered &&
@@ -503,7 +506,7 @@ void ApicvVm::set_isa_irq(unsigned irq, bool level) {
       pout = pic_.set_irq(irq, level);
       pic_output_.store(pic_.output(), std::memory_order_release);
     }
-    trace::trace_kvm_pic_set_irq(trace_, static_cast<uint8_t>(irq >> 3),
+    trace::trace_kvm_pic_set_irq(dev_trace_, static_cast<uint8_t>(irq >> 3),
                                  static_cast<uint8_t>(irq & 7), pic_.elcr(irq >> 3),
                                  pic_.imr(irq >> 3), false);
     pic_output(pout);
@@ -575,10 +578,11 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
   VcpuRequests& r = reqs_.vcpu(vcpu);
   Injection inj;
 
+  bool req_event = false;
   if (r.requests_pending()) {
     if (r.check_request(kReqApicvUpdate)) update_apicv(vcpu);
     if (r.check_request(kReqPmi)) deliver_pmi(vcpu);  // at most one PMI per entry
-    r.check_request(kReqEvent);
+    req_event = r.check_request(kReqEvent);
   }
   if (c.lapic.has_posted()) c.lapic.sync_pir_to_irr();
 
@@ -620,10 +624,14 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
       irqwin_.inject_irq(vcpu, injectable(), vec);
     }
     if (injectable()) {
-      // enable_irq_window(): with AVIC this is where IRQWIN is set (legacy) or counted.
-      irqwin_.enable_irq_window(vcpu);
+      // enable_irq_window(): with AVIC this is where IRQWIN is set (legacy) or counted. KVM
+      // runs kvm_check_and_inject_events() only on KVM_REQ_EVENT, so an open window is not
+      // re-armed on unrelated exits.
+      if (req_event || !c.model_window) {
+        irqwin_.enable_irq_window(vcpu);
+        st_windows_.fetch_add(1, std::memory_order_relaxed);
+      }
       c.model_window = true;
-      st_windows_.fetch_add(1, std::memory_order_relaxed);
       inj.request_window = true;
     }
   }
@@ -649,17 +657,29 @@ void ApicvVm::interrupt_window_exit(int vcpu) {
 
 void ApicvVm::vcpu_enter(int vcpu) {
   VcpuRequests& r = reqs_.vcpu(vcpu);
+  r.set_blocked(false);
   r.enter_guest_mode();
   // A request that raced with the checks above must not wait for the next exit.
-  if (r.requests_pending() && kick_) kick_(vcpu);
+  if (r.requests_pending()) kick(vcpu);
 }
 
 void ApicvVm::vcpu_exit(int vcpu) { reqs_.vcpu(vcpu).exit_guest_mode(); }
 
 bool ApicvVm::has_events(int vcpu, bool if_set) {
+  VcpuRequests& r = reqs_.vcpu(vcpu);
+  // The backend halts when this returns false: mark the vCPU blocked *before* looking, so a
+  // sender that posts afterwards sees blocked() and wakes it (no lost wake-up; seq_cst on both
+  // sides, docs/kick-protocol.md).
+  r.set_blocked(true);
+  const bool ev = has_events_locked(vcpu, if_set);
+  if (ev) r.set_blocked(false);
+  return ev;
+}
+
+bool ApicvVm::has_events_locked(int vcpu, bool if_set) {
   VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
   VcpuRequests& r = reqs_.vcpu(vcpu);
-  if (r.test_request(kReqApicvUpdate)) update_apicv(vcpu), r.check_request(kReqApicvUpdate);
+  if (r.check_request(kReqApicvUpdate)) update_apicv(vcpu);
   if (c.lapic.has_posted()) c.lapic.sync_pir_to_irr();
   if (c.nmi_pending.load(std::memory_order_acquire) > 0) return true;
   if (c.init_pending.load(std::memory_order_acquire)) return true;
@@ -700,7 +720,8 @@ MpEvent ApicvVm::take_mp_event(int vcpu) {
   MpEvent ev;
   if (c.init_pending.exchange(false, std::memory_order_acq_rel)) {
     handle_lapic_output(vcpu, c.lapic.reset(/*init_only=*/true));
-    c.sipi_vector.store(-1, std::memory_order_release);
+    // A SIPI latched before the INIT was processed survives (kvm_apic_accept_events() handles
+    // INIT, then a pending SIPI in the same pass).
     c.pending_external_vector = -1;
     c.nmi_pending.store(0, std::memory_order_release);
     ev.kind = MpEvent::kInit;

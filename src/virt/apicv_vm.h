@@ -101,6 +101,9 @@ class ApicvVm final : public IrqChip {
   void set_isa_irq(unsigned irq, bool level);
 
   VmStats stats() const;
+  // Device-level tracepoints (kvm_apic_ipi, kvm_apic_accept_irq, kvm_eoi, kvm_pic_set_irq) on or
+  // off; inhibit and injection events always go to the sink. Set before the run starts.
+  void set_device_trace(bool on) { dev_trace_ = on ? trace_ : nullptr; }
   const VmConfig& config() const { return config_; }
   unsigned long inhibit_reasons() const { return inhibits_.reasons(); }
   int nr_vcpus() const { return config_.nr_vcpus; }
@@ -128,6 +131,7 @@ class ApicvVm final : public IrqChip {
   void kick_extint_vcpu();
   void pit_output(const PitOutput& out);
   void update_apicv(int vcpu);
+  bool has_events_locked(int vcpu, bool if_set);
   bool has_extint(VcpuCtx& c);
   int take_extint(VcpuCtx& c);
   void deliver_pmi(int vcpu);
@@ -140,7 +144,15 @@ class ApicvVm final : public IrqChip {
   const VmConfig config_;
   const Clock& clock_;
   trace::TraceSink* trace_;
-  std::function<void(int)> kick_;
+  trace::TraceSink* dev_trace_;
+  // The backend's kick, swapped atomically: the timer thread may kick while set_kick runs.
+  // Replaced holders are kept until destruction (set_kick is called a handful of times per run).
+  std::atomic<const std::function<void(int)>*> kick_{nullptr};
+  std::vector<std::unique_ptr<std::function<void(int)>>> kick_holders_;
+  std::mutex kick_mu_;
+  void kick(int vcpu) const {
+    if (auto* k = kick_.load(std::memory_order_acquire); k && *k) (*k)(vcpu);
+  }
   VcpuRequestSet reqs_;
   ApicvInhibits inhibits_;
   IrqWindow irqwin_;

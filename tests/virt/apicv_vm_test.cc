@@ -279,3 +279,29 @@ TEST_F(VmTest, TestDevicePortDrivesIoApicLevelLine) {
 
 }  // namespace
 }  // namespace apicv::virt
+
+namespace apicv::virt {
+namespace {
+
+TEST_F(VmTest, BroadcastInitSipiExcludingSelfReachesEveryAp) {
+  VmConfig cfg;
+  cfg.nr_vcpus = 3;
+  Make(cfg);
+  // xAPIC mode, software-disabled APs (reset state): INIT/SIPI still arrive (SDM 11.6.1 note:
+  // INIT and SIPI are accepted by a software-disabled APIC).
+  uint32_t icr2 = 0, icr = 0x000C4500;  // all excluding self, INIT, assert
+  ASSERT_EQ(vm_->mmio_write(0, 0xFEE00310, &icr2, 4), AccessResult::kHandled);
+  ASSERT_EQ(vm_->mmio_write(0, 0xFEE00300, &icr, 4), AccessResult::kHandled);
+  icr = 0x000C4608;  // SIPI vector 8
+  ASSERT_EQ(vm_->mmio_write(0, 0xFEE00300, &icr, 4), AccessResult::kHandled);
+  for (int ap = 1; ap < 3; ++ap) {
+    EXPECT_EQ(vm_->take_mp_event(ap).kind, MpEvent::kInit) << ap;
+    MpEvent e = vm_->take_mp_event(ap);
+    EXPECT_EQ(e.kind, MpEvent::kSipi) << ap;
+    EXPECT_EQ(e.sipi_vector, 8) << ap;
+  }
+  EXPECT_EQ(vm_->take_mp_event(0).kind, MpEvent::kNone);
+}
+
+}  // namespace
+}  // namespace apicv::virt
