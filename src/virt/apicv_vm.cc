@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "trace/kvm_events.h"
+#include "virt/avic.h"
 #include "virt/vm.h"
 #include "x86/ioapic_defs.h"
 
@@ -36,7 +37,27 @@ uint64_t LoadLe(const void* data, unsigned len) {
   return v;
 }
 
-void StoreLe(void* data, unsigned len, uint64_t v) { std::memcpy(data, &v, std::min(len, 8u)); }
+void StoreLe(void* data, unsigned len, uint64_t v) {
+  std::memcpy(data, &v, std::min(len, 8u));
+}
+
+// The ICR value a guest wrote, rebuilt from its decoded request (x86::DecodeIcr is lossless for
+// every field the AVIC hardware looks at).
+uint32_t IcrLow(const InterruptRequest& r) {
+  return r.vector | (static_cast<uint32_t>(r.delivery_mode) << x86::kIcrDeliveryModeShift) |
+         (r.dest_logical ? x86::kIcrDestLogical : 0) | (r.level ? x86::kIcrLevelAssert : 0) |
+         (r.trigger_level ? x86::kIcrTriggerLevel : 0) |
+         (static_cast<uint32_t>(r.shorthand) << x86::kIcrShorthandShift);
+}
+
+uint32_t IcrHigh(const InterruptRequest& r) {
+  return r.source_x2apic ? r.dest_id : (r.dest_id & 0xFF) << 24;
+}
+
+// A vCPU stays on "its" pCPU: the host APIC ID in its physical table entry is its index.
+uint32_t HostApicId(int vcpu) {
+  return static_cast<uint32_t>(vcpu) & 0xFFF;
+}
 
 }  // namespace
 
@@ -55,13 +76,46 @@ struct ApicvVm::VcpuCtx {
   bool model_window = false;         // the model opened an IRQ window (owner thread)
 };
 
+// What the AVIC hardware and KVM's SVM code do to other vCPUs. One per ICR write, on the sender's
+// thread: it pins the map snapshot the hardware walk reads views from.
+class ApicvVm::AvicOps final : public AvicVcpuOps {
+ public:
+  AvicOps(ApicvVm& vm, std::shared_ptr<const MapSnapshot> snap) : vm_(vm), snap_(std::move(snap)) {}
+  void set_irr(int vcpu, uint8_t vector) override {
+    vm_.vcpus_[static_cast<size_t>(vcpu)]->lapic.post(vector, /*level=*/false);
+  }
+  // The doorbell makes a running target evaluate its IRR; a wake-up makes a halted one run; both
+  // become the backend's kick here. KVM_REQ_EVENT is set on every path so a target between its
+  // event check and guest entry sees a pending request in vcpu_enter and does not miss the IRR.
+  void ring_doorbell(int vcpu) override { kick(vcpu); }
+  void wake(int vcpu) override { kick(vcpu); }
+  void request_event_and_kick(int vcpu) override { kick(vcpu); }
+  bool in_guest_mode(int vcpu) override {
+    return vm_.reqs_.vcpu(vcpu).mode() == VcpuMode::kInGuestMode;
+  }
+  bool apicv_active(int vcpu) override { return vm_.inhibits_.vcpu_apicv_active(vcpu); }
+  const irq::ApicView& view(int vcpu) override {
+    static const irq::ApicView kAbsent{};
+    if (vcpu < 0 || static_cast<size_t>(vcpu) >= snap_->views.size()) return kAbsent;
+    return snap_->views[static_cast<size_t>(vcpu)];
+  }
+
+ private:
+  void kick(int vcpu) {
+    vm_.st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
+    vm_.reqs_.make_request_and_kick(vcpu, kReqEvent);
+  }
+  ApicvVm& vm_;
+  std::shared_ptr<const MapSnapshot> snap_;
+};
+
 ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* trace)
     : config_(config),
       clock_(clock),
       trace_(trace),
       dev_trace_(trace),
-      reqs_(config.nr_vcpus,
-            [this](int v) { kick(v); }, [this](int v) { kick(v); }),
+      reqs_(
+          config.nr_vcpus, [this](int v) { kick(v); }, [this](int v) { kick(v); }),
       inhibits_({config.vendor == VendorModel::kSvm ? Vendor::kSvm : Vendor::kVmx,
                  config.irqwin == IrqWindowMode::kCounted},
                 reqs_, trace),
@@ -92,11 +146,25 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
     }
   }
   pit_.set_lost_tick_policy(pit_reinject_ ? LostTickPolicy::kDelay : LostTickPolicy::kDiscard);
+  if (config.vendor == VendorModel::kSvm) {
+    // avic_hardware_setup(): x2AVIC's 0x1FF table when the VM needs more than 255 ids, else the
+    // xAPIC AVIC table (0xFE; 0xFF is the broadcast).
+    AvicConfig ac;
+    ac.table = config.nr_vcpus > 255 ? AvicTableMode::kX2Avic : AvicTableMode::kXApic;
+    ac.kick = config.avic_kick == AvicKick::kSlow ? AvicKickMode::kSlow : AvicKickMode::kFast;
+    ac.trace = trace;
+    avic_ = std::make_unique<Avic>(ac, config.nr_vcpus);
+    for (int i = 0; i < config.nr_vcpus; ++i) {
+      // avic_init_backing_page(): a vcpu_id above the table's max index inhibits AVIC VM-wide.
+      if (!avic_->init_vcpu(i, static_cast<uint32_t>(i)))
+        inhibits_.set(InhibitReason::kPhysicalIdTooBig);
+    }
+  }
   for (int i = 0; i < config.nr_vcpus; ++i) {
     std::lock_guard<std::mutex> g(map_mu_);
     const LapicIdentity id = vcpus_[static_cast<size_t>(i)]->lapic.identity();
-    views_[static_cast<size_t>(i)] = {id.vcpu_id, id.hw_enabled, id.x2apic, id.sw_enabled,
-                                      id.xapic_id, id.ldr, id.dfr, 0};
+    views_[static_cast<size_t>(i)] = {id.vcpu_id,  id.hw_enabled, id.x2apic, id.sw_enabled,
+                                      id.xapic_id, id.ldr,        id.dfr,    0};
   }
   rebuild_apic_map(-1);
   for (int i = 0; i < config.nr_vcpus; ++i) reqs_.vcpu(i).make_request(kReqApicvUpdate);
@@ -112,8 +180,16 @@ ApicvVm::~ApicvVm() {
   if (timer_thread_.joinable()) timer_thread_.join();
 }
 
-Lapic& ApicvVm::lapic(int vcpu) { return vcpus_[static_cast<size_t>(vcpu)]->lapic; }
-Pmu& ApicvVm::pmu(int vcpu) { return vcpus_[static_cast<size_t>(vcpu)]->pmu; }
+bool ApicvVm::avic_is_running(int vcpu) const {
+  return avic_ && avic_->is_running(vcpu);
+}
+
+Lapic& ApicvVm::lapic(int vcpu) {
+  return vcpus_[static_cast<size_t>(vcpu)]->lapic;
+}
+Pmu& ApicvVm::pmu(int vcpu) {
+  return vcpus_[static_cast<size_t>(vcpu)]->pmu;
+}
 
 void ApicvVm::set_kick(std::function<void(int)> kick) {
   std::lock_guard<std::mutex> g(kick_mu_);
@@ -121,7 +197,9 @@ void ApicvVm::set_kick(std::function<void(int)> kick) {
   kick_.store(kick_holders_.back().get(), std::memory_order_release);
 }
 
-uint64_t ApicvVm::read_tsc() { return __rdtsc(); }
+uint64_t ApicvVm::read_tsc() {
+  return __rdtsc();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Guest accesses
@@ -137,7 +215,8 @@ AccessResult ApicvVm::mmio_read(int vcpu, uint64_t gpa, void* data, unsigned len
   VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
   if (owns_lapic_mmio(c, gpa)) {
     const uint64_t base = c.lapic.get_apic_base() & x86::kApicBaseAddrMask;
-    handle_lapic_output(vcpu, c.lapic.mmio_read(static_cast<uint32_t>(gpa - base), data, len, now()));
+    handle_lapic_output(vcpu,
+                        c.lapic.mmio_read(static_cast<uint32_t>(gpa - base), data, len, now()));
     return AccessResult::kHandled;
   }
   if (gpa >= kIoApicBase && gpa < kIoApicBase + kIoApicSize) {
@@ -311,7 +390,9 @@ void ApicvVm::set_cr8(int vcpu, uint64_t cr8) {
   if (c.lapic.set_cr8(cr8)) reqs_.vcpu(vcpu).make_request(kReqEvent);
 }
 
-uint64_t ApicvVm::get_cr8(int vcpu) { return vcpus_[static_cast<size_t>(vcpu)]->lapic.get_cr8(); }
+uint64_t ApicvVm::get_cr8(int vcpu) {
+  return vcpus_[static_cast<size_t>(vcpu)]->lapic.get_cr8();
+}
 
 // ---------------------------------------------------------------------------------------------
 // LAPIC side effects
@@ -346,6 +427,8 @@ void ApicvVm::rebuild_apic_map(int changed_vcpu) {
     snap->views = views_;
     snap->map.Rebuild(snap->views);
     flags = snap->map.flags();
+    // avic_handle_ldr_update(): the logical APIC ID table follows LDR/DFR (xAPIC vCPUs only).
+    if (avic_) avic_->rebuild_logical_table(snap->views);
     std::lock_guard<std::mutex> sg(snap_mu_);
     map_snapshot_ = std::move(snap);
   }
@@ -363,7 +446,36 @@ void ApicvVm::rebuild_apic_map(int changed_vcpu) {
 void ApicvVm::send_ipi(int src, const InterruptRequest& req) {
   st_ipis_.fetch_add(1, std::memory_order_relaxed);
   trace::trace_kvm_apic_ipi(dev_trace_, 0, req.dest_id);
+  // With AVIC active on the sender, the hardware takes the ICR write; KVM only sees it when it
+  // exits with AVIC_INCOMPLETE_IPI. When the sender's AVIC is inhibited, the write traps and KVM
+  // emulates it (kvm_apic_send_ipi).
+  if (avic_ && req.from_ipi && src >= 0 && src < config_.nr_vcpus &&
+      inhibits_.vcpu_apicv_active(src)) {
+    avic_send_ipi(src, req);
+    return;
+  }
   route_and_deliver(src, req);
+}
+
+void ApicvVm::avic_send_ipi(int src, const InterruptRequest& req) {
+  AvicOps ops(*this, load_map());
+  const uint32_t icrl = IcrLow(req);
+  const uint32_t icrh = IcrHigh(req);
+  const AvicIcrResult r = avic_->handle_icr_write(src, icrl, icrh, req.source_x2apic, ops);
+  if (!r.exit) return;
+  switch (avic_->avic_incomplete_ipi_interception(src, icrl, icrh, static_cast<uint32_t>(r.cause),
+                                                  r.index, ops)) {
+    case AvicIncompleteIpiAction::kSendIpi:
+    case AvicIncompleteIpiAction::kWriteIcrNodecode:
+      // INVALID_INT_TYPE / INVALID_TARGET: the hardware touched no IRR; emulate the whole IPI.
+      route_and_deliver(src, req);
+      return;
+    case AvicIncompleteIpiAction::kNone:           // TARGET_NOT_RUNNING: IRRs set, targets kicked
+    case AvicIncompleteIpiAction::kIgnoredVector:  // vector < 16: dropped as by the hardware
+    case AvicIncompleteIpiAction::kWarnBackingPage:
+    case AvicIncompleteIpiAction::kUnhandledCause:
+      return;
+  }
 }
 
 void ApicvVm::route_and_deliver(int src, const InterruptRequest& req) {
@@ -378,8 +490,8 @@ void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
   if (target < 0 || target >= config_.nr_vcpus) return;
   VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
   trace::trace_kvm_apic_accept_irq(dev_trace_, static_cast<uint32_t>(target),
-                                   static_cast<uint16_t>(req.delivery_mode) << 8,
-                                   req.trigger_level, req.vector);
+                                   static_cast<uint16_t>(req.delivery_mode) << 8, req.trigger_level,
+                                   req.vector);
   switch (req.delivery_mode) {
     case DeliveryMode::kFixed:
     case DeliveryMode::kLowestPriority:
@@ -659,11 +771,18 @@ void ApicvVm::vcpu_enter(int vcpu) {
   VcpuRequests& r = reqs_.vcpu(vcpu);
   r.set_blocked(false);
   r.enter_guest_mode();
+  // __avic_vcpu_load / avic_vcpu_unblocking: IsRunning after the mode, so a sender that reads
+  // IsRunning = 1 also sees IN_GUEST_MODE when it kicks.
+  if (avic_) avic_->vcpu_load(vcpu, HostApicId(vcpu));
   // A request that raced with the checks above must not wait for the next exit.
   if (r.requests_pending()) kick(vcpu);
 }
 
-void ApicvVm::vcpu_exit(int vcpu) { reqs_.vcpu(vcpu).exit_guest_mode(); }
+void ApicvVm::vcpu_exit(int vcpu) {
+  // __avic_vcpu_put: the vCPU leaves its pCPU (KVM_RUN returns to the VMM).
+  if (avic_) avic_->vcpu_put(vcpu);
+  reqs_.vcpu(vcpu).exit_guest_mode();
+}
 
 bool ApicvVm::has_events(int vcpu, bool if_set) {
   VcpuRequests& r = reqs_.vcpu(vcpu);
@@ -671,8 +790,14 @@ bool ApicvVm::has_events(int vcpu, bool if_set) {
   // sender that posts afterwards sees blocked() and wakes it (no lost wake-up; seq_cst on both
   // sides, docs/kick-protocol.md).
   r.set_blocked(true);
+  // avic_vcpu_blocking(): IsRunning is cleared before the final check, so a sender that sets IRR
+  // afterwards exits with TARGET_NOT_RUNNING and wakes us (seq_cst on both sides).
+  if (avic_) avic_->vcpu_blocking(vcpu);
   const bool ev = has_events_locked(vcpu, if_set);
-  if (ev) r.set_blocked(false);
+  if (ev) {
+    r.set_blocked(false);
+    if (avic_) avic_->vcpu_unblocking(vcpu, HostApicId(vcpu));
+  }
   return ev;
 }
 
@@ -773,8 +898,8 @@ void ApicvVm::reset() {
     c.timer_deadline.store(UINT64_MAX);
     std::lock_guard<std::mutex> g(map_mu_);
     const LapicIdentity id = c.lapic.identity();
-    views_[static_cast<size_t>(i)] = {id.vcpu_id, id.hw_enabled, id.x2apic, id.sw_enabled,
-                                      id.xapic_id, id.ldr, id.dfr, 0};
+    views_[static_cast<size_t>(i)] = {id.vcpu_id,  id.hw_enabled, id.x2apic, id.sw_enabled,
+                                      id.xapic_id, id.ldr,        id.dfr,    0};
   }
   {
     std::lock_guard<std::mutex> g(ioapic_mu_);
@@ -872,6 +997,21 @@ VmStats ApicvVm::stats() const {
   s.pmis = st_pmis_.load();
   s.vmm_exits = st_vmm_exits_.load();
   s.inhibits = inhibits_.stats();
+  if (avic_) {
+    const AvicStats a = avic_->stats();
+    s.avic_accelerated_ipis = a.accelerated_ipis;
+    for (size_t i = 0; i < a.incomplete_ipi.size() && i < s.avic_incomplete_ipi_by_cause.size();
+         ++i) {
+      s.avic_incomplete_ipi_by_cause[i] = a.incomplete_ipi[i];
+      s.avic_incomplete_ipi += a.incomplete_ipi[i];
+    }
+    s.avic_doorbells = a.doorbells;
+    s.avic_fast_hits = a.fast_hits;
+    s.avic_slow_fallbacks = a.slow_fallbacks;
+    s.avic_slow_kicks = a.slow_kicks;
+    s.avic_vcpus_examined = a.vcpus_examined;
+    s.avic_kicks = a.kicks;
+  }
   return s;
 }
 

@@ -14,10 +14,17 @@
 // snapshot. A timer thread services the PIT and kicks vCPUs whose LAPIC timer expired.
 // Lock order: docs/locking.md (apicv_update_lock > map_mu_ > ioapic_mu_ > pic_mu_ > pit_mu_).
 //
+// AVIC (--vendor svm): a guest ICR write from a vCPU whose APICv is active goes through the Avic
+// model (APM 15.29.3.1): IRR + doorbell for running targets, AVIC_INCOMPLETE_IPI otherwise and
+// KVM's handling of it (fast or slow kick, or full emulation). IsRunning is set by vcpu_enter,
+// cleared by vcpu_exit and, before the vCPU blocks, by has_events() (avic_vcpu_blocking).
+//
 // Not supported: Hyper-V SynIC, Xen upcalls, nested (L2) guests, SMI, the x2APIC
-// "hotplug hack" ID format, IOMMU posted interrupts.
+// "hotplug hack" ID format, IOMMU posted interrupts. With --vendor vmx the posted-interrupt
+// descriptor and EOI-exit bitmap models are unused: PIR is the Lapic's own post() buffer.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -47,6 +54,8 @@ class TraceSink;
 
 namespace apicv::virt {
 
+class Avic;
+
 // Counters a repro or benchmark reads after a run.
 struct VmStats {
   uint64_t ipis = 0;               // ICR / SELF_IPI messages sent
@@ -61,10 +70,19 @@ struct VmStats {
   uint64_t eois = 0;               // EOIs that reached the hypervisor layer
   uint64_t eois_accelerated = 0;   // edge EOIs completed by AVIC without an exit
   uint64_t map_rebuilds = 0;
-  uint64_t pmis = 0;               // PMIs delivered through LVTPC
-  uint64_t avic_incomplete_ipi = 0;
-  uint64_t avic_doorbells = 0;
-  uint64_t vmm_exits = 0;          // accesses served by the VMM layer (split/off placement)
+  uint64_t pmis = 0;  // PMIs delivered through LVTPC
+  // AVIC (vendor svm, APICv active on the sender): guest ICR writes run through the Avic model.
+  uint64_t avic_accelerated_ipis = 0;  // ICR writes completed without an exit
+  uint64_t avic_incomplete_ipi = 0;    // AVIC_INCOMPLETE_IPI exits, all causes
+  // By enum AvicIpiFailureCause (0 INVALID_INT_TYPE .. 4 INVALID_IPI_VECTOR); last = other.
+  std::array<uint64_t, 6> avic_incomplete_ipi_by_cause{};
+  uint64_t avic_doorbells = 0;       // doorbells rung (hardware and avic_kick_vcpu)
+  uint64_t avic_fast_hits = 0;       // TARGET_NOT_RUNNING exits handled by the fast kick
+  uint64_t avic_slow_fallbacks = 0;  // the fast kick declined (--avic-kick fast)
+  uint64_t avic_slow_kicks = 0;      // kvm_for_each_vcpu walks
+  uint64_t avic_vcpus_examined = 0;  // candidate vCPUs examined by fast + slow kicks
+  uint64_t avic_kicks = 0;           // avic_kick_vcpu calls
+  uint64_t vmm_exits = 0;            // accesses served by the VMM layer (split/off placement)
   ApicvInhibitStats inhibits;
 };
 
@@ -107,11 +125,14 @@ class ApicvVm final : public IrqChip {
   const VmConfig& config() const { return config_; }
   unsigned long inhibit_reasons() const { return inhibits_.reasons(); }
   int nr_vcpus() const { return config_.nr_vcpus; }
+  // AVIC IsRunning of a vCPU (false when there is no AVIC model: vendor vmx).
+  bool avic_is_running(int vcpu) const;
   Lapic& lapic(int vcpu);  // owner thread / tests only
   Pmu& pmu(int vcpu);
 
  private:
   struct VcpuCtx;
+  class AvicOps;
   struct MapSnapshot {
     irq::ApicMap map;
     std::vector<irq::ApicView> views;
@@ -124,6 +145,7 @@ class ApicvVm final : public IrqChip {
   void deliver(int src, const x86::InterruptRequest& req, int target);
   void deliver_fixed(int src, int target, uint8_t vector, bool level);
   void route_and_deliver(int src, const x86::InterruptRequest& req);
+  void avic_send_ipi(int src, const x86::InterruptRequest& req);
   void eoi_broadcast(int vcpu, const LapicEoi& eoi);
   void ack_notify_isa_irq(unsigned irq);
   void ioapic_output(const IoApicOutput& out);
@@ -158,6 +180,8 @@ class ApicvVm final : public IrqChip {
   IrqWindow irqwin_;
   irq::RouteOptions route_options_;
   std::vector<std::unique_ptr<VcpuCtx>> vcpus_;
+  // vendor svm only; the physical table is filled at construction, the logical table under map_mu_.
+  std::unique_ptr<Avic> avic_;
 
   std::mutex map_mu_;
   std::vector<irq::ApicView> views_;  // guarded by map_mu_
