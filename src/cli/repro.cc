@@ -1,5 +1,5 @@
-// `apicv repro seed-000|seed-002|seed-004|all`: the seed scenarios on real guests with apicv's
-// irqchip, each configuration checked against what the seeds and the spec say KVM prints.
+// `apicv repro seed-000|seed-002|seed-003|seed-004|all`: the seed scenarios on real guests with
+// apicv's irqchip, each configuration checked against what the seeds and the spec say KVM prints.
 // Exit status 0 when every expectation holds, 1 otherwise, 77 without /dev/kvm.
 #include <cstdio>
 #include <fstream>
@@ -32,6 +32,16 @@ struct Figures {
   uint64_t window_exits = 0;
   double progress_per_s = 0;  // guest-reported ticks/s or IPIs/s
   std::string progress_unit;
+  // seed 003 (AVIC): incomplete-IPI exits and the kicks that handle them.
+  uint64_t ipis = 0;
+  uint64_t avic_accelerated = 0;
+  uint64_t avic_incomplete = 0;
+  uint64_t avic_not_running = 0;  // cause TARGET_NOT_RUNNING
+  uint64_t avic_fast_hits = 0;
+  uint64_t avic_slow_kicks = 0;
+  uint64_t avic_examined = 0;
+  double examined_per_fast_kick = 0;  // vCPUs looked at by the fast path per exit it handled
+  double examined_per_kick = 0;       // all vCPUs looked at per TARGET_NOT_RUNNING exit
 };
 
 struct Outcome {
@@ -136,13 +146,16 @@ std::vector<Outcome> Seed000(int ticks) {
     for (size_t i = 1; i + 1 < v.size(); i += 2) {
       const bool set_ok = v[i].set && v[i].reason == 8 && v[i].inhibits == 0x300;
       const bool clr_ok = !v[i + 1].set && v[i + 1].reason == 8 && v[i + 1].inhibits == 0x200;
-      if (set_ok && clr_ok) ++pairs;
-      else if (v[i].reason == 8 || v[i + 1].reason == 8) alternating = false;
+      if (set_ok && clr_ok)
+        ++pairs;
+      else if (v[i].reason == 8 || v[i + 1].reason == 8)
+        alternating = false;
     }
-    o.checks.push_back({"alternating 'set reason=8, inhibits=0x300 IRQWIN|PIT_REINJ' / "
-                        "'cleared reason=8, inhibits=0x200 PIT_REINJ' (" +
-                            std::to_string(pairs) + " pairs)",
-                        alternating && pairs > 0});
+    o.checks.push_back(
+        {"alternating 'set reason=8, inhibits=0x300 IRQWIN|PIT_REINJ' / "
+         "'cleared reason=8, inhibits=0x200 PIT_REINJ' (" +
+             std::to_string(pairs) + " pairs)",
+         alternating && pairs > 0});
     o.checks.push_back({"every window takes the write lock",
                         o.f.irqwin_write_locks >= o.f.windows && o.f.windows > 0});
     // Show the toggling part of the trace, as in the seed.
@@ -168,9 +181,9 @@ std::vector<Outcome> Seed000(int ticks) {
     for (const auto& p : v)
       if (p.set && p.reason == 8) none = false;
     o.checks.push_back({"no IRQWIN toggles after PIT_REINJ is set", none});
-    o.checks.push_back({"zero write locks for IRQ windows (" + std::to_string(o.f.windows) +
-                            " windows)",
-                        o.f.irqwin_write_locks == 0 && o.f.windows > 0});
+    o.checks.push_back(
+        {"zero write locks for IRQ windows (" + std::to_string(o.f.windows) + " windows)",
+         o.f.irqwin_write_locks == 0 && o.f.windows > 0});
     out.push_back(std::move(o));
   }
   // 3. avic=N: one DISABLED line, nothing after.
@@ -180,8 +193,9 @@ std::vector<Outcome> Seed000(int ticks) {
     s.config.enable_apicv = false;
     Outcome o = RunOne(s, "ticks");
     const auto& l = o.s.inhibit_lines;
-    o.checks.push_back({"exactly one line: 'set reason=0, inhibits=0x1 DISABLED'",
-                        l.size() == 1 && InhibitBody(l[0]) == "set reason=0, inhibits=0x1 DISABLED"});
+    o.checks.push_back(
+        {"exactly one line: 'set reason=0, inhibits=0x1 DISABLED'",
+         l.size() == 1 && InhibitBody(l[0]) == "set reason=0, inhibits=0x1 DISABLED"});
     out.push_back(std::move(o));
   }
   // 4. kernel-irqchip=split: no PIT_REINJ; IRQWIN toggles only while ExtINT is used.
@@ -220,13 +234,95 @@ std::vector<Outcome> Seed000(int ticks) {
   return out;
 }
 
+// Seed 003: AVIC incomplete-IPI exits on real guests. PIT reinjection off (discard) so AVIC is
+// active; the smp guest's IPIs (physical, logical, broadcast, ping-pong) to halted vCPUs exit with
+// TARGET_NOT_RUNNING and are kicked by the fast path or, with --avic-kick slow, by the walk.
+std::vector<Outcome> Seed003() {
+  std::vector<Outcome> out;
+  double last_pair_s = 0;
+  for (int smp : {2, 4, 16, 64}) {
+    // 64 vCPUs only when 16 ran quickly enough that 64 stays well under a minute on this host.
+    if (smp == 64 && last_pair_s > 12.0) {
+      std::printf("seed-003: -smp 64 skipped (-smp 16 took %.1f s for fast+slow)\n", last_pair_s);
+      break;
+    }
+    Outcome pair[2];
+    for (int i = 0; i < 2; ++i) {
+      const bool fast = i == 0;
+      Scenario s = Base(std::string("avic-kick=") + (fast ? "fast" : "slow") +
+                            ", discard, smp=" + std::to_string(smp),
+                        "smp", smp, "");
+      s.config.pit_policy = virt::PitPolicy::kDiscard;
+      s.config.avic_kick = fast ? virt::AvicKick::kFast : virt::AvicKick::kSlow;
+      s.timeout_s = 60;
+      Outcome o = RunOne(s, "ipis");
+      Figures& f = o.f;
+      const auto& st = o.s.stats;
+      f.ipis = st.ipis;
+      f.avic_accelerated = st.avic_accelerated_ipis;
+      f.avic_incomplete = st.avic_incomplete_ipi;
+      f.avic_not_running = st.avic_incomplete_ipi_by_cause[1];
+      f.avic_fast_hits = st.avic_fast_hits;
+      f.avic_slow_kicks = st.avic_slow_kicks;
+      f.avic_examined = st.avic_vcpus_examined;
+      // Each slow walk examines every vCPU; the rest was examined by the fast path.
+      const uint64_t slow_examined = st.avic_slow_kicks * static_cast<uint64_t>(smp);
+      const uint64_t fast_examined =
+          st.avic_vcpus_examined > slow_examined ? st.avic_vcpus_examined - slow_examined : 0;
+      f.examined_per_fast_kick =
+          st.avic_fast_hits ? static_cast<double>(fast_examined) / st.avic_fast_hits : 0;
+      f.examined_per_kick = f.avic_not_running ? static_cast<double>(st.avic_vcpus_examined) /
+                                                     static_cast<double>(f.avic_not_running)
+                                               : 0;
+      const double wall = o.s.result.wall_s > 0 ? o.s.result.wall_s : 1;
+      f.progress_per_s = static_cast<double>(st.ipis) / wall;
+      o.excerpt.clear();
+      const auto lines = Parsed(o.s);
+      const bool active_at_end = lines.empty() || lines.back().inhibits == 0;
+      o.checks.push_back({"AVIC active: no inhibit at the end", active_at_end});
+      o.checks.push_back(
+          {"AVIC_INCOMPLETE_IPI exits with TARGET_NOT_RUNNING seen", f.avic_not_running > 0});
+      if (fast) {
+        // O(1): one look-up per destination (bit), whatever the VM size; at most 16 for an
+        // x2APIC cluster, 8 for xAPIC flat.
+        o.checks.push_back({"fast kick examines O(1) vCPUs per exit it handles (" +
+                                std::to_string(f.examined_per_fast_kick) + ")",
+                            f.avic_fast_hits > 0 && f.examined_per_fast_kick <= 16.0});
+      } else {
+        o.checks.push_back({"slow kick walks every vCPU, no fast hit",
+                            f.avic_fast_hits == 0 && f.avic_slow_kicks == f.avic_not_running});
+      }
+      pair[i] = std::move(o);
+    }
+    const bool same = pair[0].s.passed && pair[1].s.passed;
+    pair[1].checks.push_back({"fast and slow reach the same guest result (PASS)", same});
+    last_pair_s = pair[0].s.result.wall_s + pair[1].s.result.wall_s;
+    out.push_back(std::move(pair[0]));
+    out.push_back(std::move(pair[1]));
+  }
+  return out;
+}
+
+void PrintAvic(const std::vector<Outcome>& v) {
+  std::printf("\n%-34s %8s %9s %9s %9s %8s %8s %9s %9s %11s\n", "configuration", "ipis", "accel",
+              "incompl", "not-run", "fast", "slow", "ex/kick", "ex/fast", "ipis/s");
+  for (const auto& o : v) {
+    const Figures& f = o.f;
+    std::printf("%-34s %8llu %9llu %9llu %9llu %8llu %8llu %9.2f %9.2f %11.1f\n", o.s.label.c_str(),
+                (unsigned long long)f.ipis, (unsigned long long)f.avic_accelerated,
+                (unsigned long long)f.avic_incomplete, (unsigned long long)f.avic_not_running,
+                (unsigned long long)f.avic_fast_hits, (unsigned long long)f.avic_slow_kicks,
+                f.examined_per_kick, f.examined_per_fast_kick, f.progress_per_s);
+  }
+}
+
 std::vector<Outcome> Seed004() {
   std::vector<Outcome> out;
   for (auto rule : {virt::ApicIdCheck::k2022, virt::ApicIdCheck::kCurrent}) {
     const bool old = rule == virt::ApicIdCheck::k2022;
-    Scenario s = Base(std::string("reboot x2APIC->xAPIC, apic-id-check=") +
-                          (old ? "2022" : "current"),
-                      "reboot", 2, "");
+    Scenario s =
+        Base(std::string("reboot x2APIC->xAPIC, apic-id-check=") + (old ? "2022" : "current"),
+             "reboot", 2, "");
     s.config.apic_id_check = rule;
     s.config.irqwin = virt::IrqWindowMode::kLegacy;
     s.config.pit_policy = virt::PitPolicy::kDiscard;  // the 2022 report had no PIT_REINJ
@@ -260,8 +356,7 @@ std::vector<Outcome> Seed002() {
   std::vector<Outcome> out;
   for (auto mode : {virt::PmiDelivery::kLegacy, virt::PmiDelivery::kCurrent}) {
     const bool legacy = mode == virt::PmiDelivery::kLegacy;
-    Scenario s = Base(std::string("pmi-delivery=") + (legacy ? "legacy" : "current"), "pmu", 1,
-                      "");
+    Scenario s = Base(std::string("pmi-delivery=") + (legacy ? "legacy" : "current"), "pmu", 1, "");
     s.config.pmi_delivery = mode;
     Outcome o = RunOne(s, "pmis");
     std::smatch m;
@@ -283,22 +378,21 @@ std::vector<Outcome> Seed002() {
 void PrintOutcomes(const std::string& title, const std::vector<Outcome>& v, bool* all_ok) {
   std::printf("\n=== %s ===\n", title.c_str());
   for (const auto& o : v) {
-    std::printf("\n-- %s (guest %s, -smp %d) --\n", o.s.label.c_str(), o.s.guest.c_str(),
-                o.s.smp);
+    std::printf("\n-- %s (guest %s, -smp %d) --\n", o.s.label.c_str(), o.s.guest.c_str(), o.s.smp);
     for (const auto& l : o.excerpt) std::printf("  %s\n", l.c_str());
     for (const auto& c : o.checks) {
       std::printf("  [%s] %s\n", c.ok ? "PASS" : "FAIL", c.what.c_str());
       if (!c.ok) *all_ok = false;
     }
   }
-  std::printf("\n%-40s %10s %8s %10s %8s %8s %8s %10s\n", "configuration", "inh.lines/s",
-              "wlocks", "irqwin-wl", "bcasts", "kicks", "windows", "progress/s");
+  std::printf("\n%-40s %10s %8s %10s %8s %8s %8s %10s\n", "configuration", "inh.lines/s", "wlocks",
+              "irqwin-wl", "bcasts", "kicks", "windows", "progress/s");
   for (const auto& o : v) {
     std::printf("%-40s %10.1f %8llu %10llu %8llu %8llu %8llu %10.1f %s\n", o.s.label.c_str(),
                 o.f.inhibit_lines_per_s, (unsigned long long)o.f.write_locks,
                 (unsigned long long)o.f.irqwin_write_locks, (unsigned long long)o.f.broadcasts,
-                (unsigned long long)o.f.kicks, (unsigned long long)o.f.windows,
-                o.f.progress_per_s, o.f.progress_unit.c_str());
+                (unsigned long long)o.f.kicks, (unsigned long long)o.f.windows, o.f.progress_per_s,
+                o.f.progress_unit.c_str());
   }
 }
 
@@ -327,8 +421,8 @@ void WriteJson(const std::string& path, const std::map<std::string, std::vector<
       const auto& o = v[i];
       bool ok = true;
       for (const auto& c : o.checks) ok = ok && c.ok;
-      f << "    {\"configuration\": \"" << JsonEscape(o.s.label) << "\", \"guest\": \""
-        << o.s.guest << "\", \"smp\": " << o.s.smp << ", \"passed\": " << (ok ? "true" : "false")
+      f << "    {\"configuration\": \"" << JsonEscape(o.s.label) << "\", \"guest\": \"" << o.s.guest
+        << "\", \"smp\": " << o.s.smp << ", \"passed\": " << (ok ? "true" : "false")
         << ", \"wall_s\": " << o.s.result.wall_s
         << ", \"inhibit_lines\": " << o.s.inhibit_lines.size()
         << ", \"inhibit_lines_per_s\": " << o.f.inhibit_lines_per_s
@@ -337,7 +431,18 @@ void WriteJson(const std::string& path, const std::map<std::string, std::vector<
         << ", \"broadcasts\": " << o.f.broadcasts << ", \"kicks\": " << o.f.kicks
         << ", \"windows\": " << o.f.windows << ", \"window_exits\": " << o.f.window_exits
         << ", \"progress_per_s\": " << o.f.progress_per_s << ", \"progress_unit\": \""
-        << o.f.progress_unit << "\"}" << (i + 1 < v.size() ? ",\n" : "\n");
+        << o.f.progress_unit << "\"";
+      if (seed == "seed-003") {
+        f << ", \"ipis\": " << o.f.ipis << ", \"avic_accelerated_ipis\": " << o.f.avic_accelerated
+          << ", \"avic_incomplete_ipi\": " << o.f.avic_incomplete
+          << ", \"avic_target_not_running\": " << o.f.avic_not_running
+          << ", \"avic_fast_hits\": " << o.f.avic_fast_hits
+          << ", \"avic_slow_kicks\": " << o.f.avic_slow_kicks
+          << ", \"avic_vcpus_examined\": " << o.f.avic_examined
+          << ", \"examined_per_kick\": " << o.f.examined_per_kick
+          << ", \"examined_per_fast_kick\": " << o.f.examined_per_fast_kick;
+      }
+      f << "}" << (i + 1 < v.size() ? ",\n" : "\n");
     }
     f << "  ]";
   }
@@ -351,19 +456,15 @@ struct ReproOptions {
 };
 
 int ReproMain(const ReproOptions& opt) {
-  static const std::vector<std::string> kSeeds = {"seed-000", "seed-002", "seed-004"};
+  static const std::vector<std::string> kSeeds = {"seed-000", "seed-002", "seed-003", "seed-004"};
   std::vector<std::string> seeds;
   if (opt.seed == "all") {
     seeds = kSeeds;
   } else if (std::find(kSeeds.begin(), kSeeds.end(), opt.seed) != kSeeds.end()) {
     seeds = {opt.seed};
-  } else if (opt.seed == "seed-003") {
-    throw UsageError(
-        "seed-003 on real guests is unsupported in this revision (AVIC incomplete-IPI exits are "
-        "measured by `apicv bench avic-kick`)");
   } else {
     throw UsageError("repro: unknown scenario '" + opt.seed +
-                     "' (seed-000, seed-002, seed-004, all)");
+                     "' (seed-000, seed-002, seed-003, seed-004, all)");
   }
   std::map<std::string, std::vector<Outcome>> all;
   bool ok = true;
@@ -372,8 +473,10 @@ int ReproMain(const ReproOptions& opt) {
       std::vector<Outcome> v;
       if (seed == "seed-000") v = Seed000(opt.ticks);
       if (seed == "seed-002") v = Seed002();
+      if (seed == "seed-003") v = Seed003();
       if (seed == "seed-004") v = Seed004();
       PrintOutcomes(seed, v, &ok);
+      if (seed == "seed-003") PrintAvic(v);
       all[seed] = std::move(v);
     }
   } catch (const kvm::KvmUnavailable& e) {
@@ -388,9 +491,11 @@ int ReproMain(const ReproOptions& opt) {
 CommandRegistration reg("", [](CLI::App& app) {
   auto opt = std::make_shared<ReproOptions>();
   auto* cmd = app.add_subcommand("repro", "Reproduce the seed scenarios on real guests");
-  cmd->add_option("scenario", opt->seed, "seed-000 | seed-002 | seed-004 | all")->required();
+  cmd->add_option("scenario", opt->seed, "seed-000 | seed-002 | seed-003 | seed-004 | all")
+      ->required();
   cmd->add_option("--json", opt->json, "Write the figures as JSON to this file");
-  cmd->add_option("--ticks", opt->ticks, "PIT ticks per seed-000 run")->check(CLI::Range(20, 100000));
+  cmd->add_option("--ticks", opt->ticks, "PIT ticks per seed-000 run")
+      ->check(CLI::Range(20, 100000));
   cmd->callback([opt] { SetExitStatus(ReproMain(*opt)); });
 });
 
