@@ -395,6 +395,10 @@ class Machine {
         }
         (void)window_requested;
         break;
+      case KVM_EXIT_SET_TPR:
+        // VMX/SVM report a CR8 write that lowered it (user-space LAPIC only). run->cr8 was already
+        // handed to set_cr8() above; the next check_and_inject_events() delivers what it unmasked.
+        break;
       case KVM_EXIT_HLT:
         // kvm mode halts in the kernel; only reachable with a user-space LAPIC.
         break;
