@@ -756,6 +756,13 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
     }
     if (c.lapic.pending_deliverable() >= 0) inj.request_window = true;
   }
+  // A vector held back only by TPR becomes deliverable when the guest lowers CR8, which the
+  // backend learns at an exit; not every host reports KVM_EXIT_SET_TPR (kvm_pvm does not), so
+  // keep a window requested until the next exit re-syncs CR8 (KVM's TPR threshold / CR8 intercept).
+  const int irr = c.lapic.highest_irr();
+  if (!inj.request_window && c.lapic.hw_enabled() && irr >= 0 && c.lapic.get_cr8() != 0 &&
+      (static_cast<uint32_t>(irr) >> 4) <= c.lapic.get_cr8())
+    inj.request_window = true;
   return inj;
 }
 
