@@ -707,18 +707,24 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
     st_nmis_.fetch_add(1, std::memory_order_relaxed);
   }
 
-  // Split placement: the VMM layer's PIC hands its vector to the hypervisor layer
-  // (KVM_INTERRUPT -> pending_external_vector) as soon as its INT output is high.
+  // Split placement: the VMM layer (QEMU's kvm_arch_pre_run) acknowledges the PIC and hands the
+  // vector over with KVM_INTERRUPT only when the guest can take it; otherwise it asks for an
+  // interrupt window (req_int_win), which KVM turns into enable_irq_window().
+  bool req_int_win = false;
   if (config_.placement == IrqchipPlacement::kSplit && c.pending_external_vector < 0 &&
       c.lapic.accept_pic_intr() && pic_output_.load(std::memory_order_acquire)) {
-    st_vmm_exits_.fetch_add(1, std::memory_order_relaxed);
-    PicOutput out;
-    {
-      std::lock_guard<std::mutex> g(pic_mu_);
-      c.pending_external_vector = pic_.acknowledge(&out);
-      pic_output_.store(pic_.output(), std::memory_order_release);
+    if (ready) {
+      st_vmm_exits_.fetch_add(1, std::memory_order_relaxed);
+      PicOutput out;
+      {
+        std::lock_guard<std::mutex> g(pic_mu_);
+        c.pending_external_vector = pic_.acknowledge(&out);
+        pic_output_.store(pic_.output(), std::memory_order_release);
+      }
+      pic_output(out);
+    } else {
+      req_int_win = true;
     }
-    pic_output(out);
   }
 
   const bool apicv_active = inhibits_.vcpu_apicv_active(vcpu);
@@ -735,17 +741,18 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
       }
       irqwin_.inject_irq(vcpu, injectable(), vec);
     }
-    if (injectable()) {
-      // enable_irq_window(): with AVIC this is where IRQWIN is set (legacy) or counted. KVM
-      // runs kvm_check_and_inject_events() only on KVM_REQ_EVENT, so an open window is not
-      // re-armed on unrelated exits.
-      if (req_event || !c.model_window) {
-        irqwin_.enable_irq_window(vcpu);
-        st_windows_.fetch_add(1, std::memory_order_relaxed);
-      }
-      c.model_window = true;
-      inj.request_window = true;
+    if (injectable()) req_int_win = true;
+  }
+  if (req_int_win) {
+    // enable_irq_window(): with AVIC this is where IRQWIN is set (legacy) or counted. KVM
+    // runs kvm_check_and_inject_events() only on KVM_REQ_EVENT, so an open window is not
+    // re-armed on unrelated exits.
+    if (req_event || !c.model_window) {
+      irqwin_.enable_irq_window(vcpu);
+      st_windows_.fetch_add(1, std::memory_order_relaxed);
     }
+    c.model_window = true;
+    inj.request_window = true;
   }
   if (apicv_active && c.lapic.pending_deliverable() >= 0) {
     // APICv/AVIC active: the "hardware" evaluates vIRR against vPPR at instruction boundaries.
