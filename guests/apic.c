@@ -179,7 +179,11 @@ static void test_timers(const char* mode) {
   apic_write(APIC_LVTT, 0x70);
   apic_write(APIC_TMICT, 200000);
   u32 cc = apic_read(APIC_TMCCT);
-  CHECK(cc > 0 && cc <= 200000, "%s: one-shot TMCCT 0x%x out of range", mode, cc);
+  /* 0 is right only if the timer already expired (a descheduled vCPU thread on a loaded host):
+   * then its vector is pending or was taken. */
+  CHECK((cc > 0 && cc <= 200000) ||
+            (cc == 0 && (apic_vec_bit(APIC_IRR, 0x70) || hits[0x70] > 0)),
+        "%s: one-shot TMCCT 0x%x out of range", mode, cc);
   rt_wait_ge(&hits[0x70], 1, 2000);
   open_window_ms(5);
   cli();
