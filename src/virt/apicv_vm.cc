@@ -59,6 +59,22 @@ uint32_t HostApicId(int vcpu) {
   return static_cast<uint32_t>(vcpu) & 0xFFF;
 }
 
+// The guest TSC is the host TSC here (the backend keeps the offset at zero), so TSC-deadline
+// values convert with the host's rate; measured once against CLOCK_MONOTONIC.
+uint64_t HostTscKhz() {
+  static const uint64_t khz = [] {
+    MonotonicClock mono;
+    const uint64_t t0 = mono.now_ns();
+    const uint64_t c0 = __rdtsc();
+    while (mono.now_ns() - t0 < 20'000'000) {
+    }
+    const uint64_t t1 = mono.now_ns();
+    const uint64_t c1 = __rdtsc();
+    return (c1 - c0) * 1'000'000 / (t1 - t0);
+  }();
+  return khz;
+}
+
 }  // namespace
 
 struct ApicvVm::VcpuCtx {
@@ -125,7 +141,7 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
       pit_(PitConfig{.policy = LostTickPolicy::kDiscard}) {
   LapicConfig lc;
   lc.esr_sdm_mode = config.esr_sdm_mode;
-  if (config.tsc_khz) lc.tsc_khz = config.tsc_khz;
+  lc.tsc_khz = config.tsc_khz ? config.tsc_khz : HostTscKhz();
   PmuConfig pc;
   pc.model = config.pmu_vendor == PmuVendor::kIntel ? PmuModel::kIntelV2 : PmuModel::kAmd;
   vcpus_.reserve(static_cast<size_t>(config.nr_vcpus));

@@ -3,10 +3,12 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <x86intrin.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -135,6 +137,18 @@ KvmVcpu::KvmVcpu(const KvmSystem& sys, int vm_fd, int id) : id_(id) {
     Fail("mmap of kvm_run");
   }
   run_ = static_cast<kvm_run*>(p);
+  // Guest TSC = host TSC (offset ~0), so apicv's IA32_TSC_DEADLINE emulation can compare guest
+  // deadlines with the host's rdtsc. KVM would otherwise start the guest TSC near 0.
+  alignas(8) uint8_t buf[sizeof(kvm_msrs) + sizeof(kvm_msr_entry)] = {};
+  auto* msrs = reinterpret_cast<kvm_msrs*>(buf);
+  auto* entry = reinterpret_cast<kvm_msr_entry*>(buf + sizeof(kvm_msrs));
+  msrs->nmsrs = 1;
+  entry->index = 0x10;  // IA32_TIME_STAMP_COUNTER
+  entry->data = __rdtsc();
+  if (ioctl(fd_, KVM_SET_MSRS, msrs) != 1) {
+    std::fprintf(stderr, "apicv: vCPU %d: could not set IA32_TSC; TSC-deadline timers may be off\n",
+                 id);
+  }
 }
 
 KvmVcpu::~KvmVcpu() {
