@@ -108,12 +108,12 @@ static void test_tpr_ppr(const char* mode) {
   reset_records();
   apic_write(APIC_TPR, 0x20);
   self_ipi(0x25); /* class 2 <= TPR class 2: held in IRR */
-  open_window_ms(5);
+  open_window_ms(20);
   CHECK_EQ(hits[0x25], 0, "vector 0x25 delivered with TPR 0x20");
   CHECK_EQ(apic_vec_bit(APIC_IRR, 0x25), 1, "IRR bit of masked 0x25");
   CHECK_EQ(apic_read(APIC_PPR) & 0xF0, 0x20, "PPR follows TPR");
   apic_write(APIC_TPR, 0x10);
-  open_window_ms(5);
+  open_window_ms(20);
   CHECK_EQ(hits[0x25], 1, "vector 0x25 after lowering TPR");
   CHECK_EQ(apic_vec_bit(APIC_IRR, 0x25), 0, "IRR bit after delivery");
   /* CR8 is TPR[7:4] (64-bit mode). */
@@ -122,15 +122,15 @@ static void test_tpr_ppr(const char* mode) {
   apic_write(APIC_TPR, 0x50);
   CHECK_EQ(read_cr8(), 5, "CR8 after TPR=0x50");
   self_ipi(0x45);
-  open_window_ms(5);
+  open_window_ms(20);
   CHECK_EQ(hits[0x45], 0, "vector 0x45 delivered with CR8=5");
   write_cr8(0);
-  open_window_ms(5);
+  open_window_ms(20);
   CHECK_EQ(hits[0x45], 1, "vector 0x45 after CR8=0");
   /* PPR while servicing 0x50 with TPR 0: ISRV class. */
   apic_write(APIC_TPR, 0);
   self_ipi(0x50);
-  open_window_ms(5);
+  open_window_ms(20);
   CHECK_EQ(hits[0x50], 1, "vector 0x50 delivered");
   rt_check_strict(ppr_in_0x50 & 0xF0, 0x50, "PPR inside 0x50 handler");
 }
@@ -142,7 +142,7 @@ static void test_eoi_order(const char* mode) {
   self_ipi(0x40);
   self_ipi(0x60);
   CHECK_EQ(apic_vec_bit(APIC_IRR, 0x40) + apic_vec_bit(APIC_IRR, 0x60), 2, "both pending in IRR");
-  open_window_ms(5);
+  open_window_ms(20);
   CHECK(norder == 2 && order[0] == 0x60 && order[1] == 0x40,
         "%s: pending 0x40+0x60 delivered as %lu: 0x%x 0x%x (want 0x60 0x40)", mode, norder,
         order[0], order[1]);
@@ -151,7 +151,7 @@ static void test_eoi_order(const char* mode) {
   isr_seen_0x40_in_0x60 = 0;
   nest_send = 0x60;
   self_ipi(0x40);
-  open_window_ms(5);
+  open_window_ms(20);
   nest_send = 0;
   CHECK(norder == 2 && order[0] == 0x40 && order[1] == 0x60,
         "%s: nested delivery order 0x%x 0x%x (want 0x40 0x60)", mode, order[0], order[1]);
@@ -185,7 +185,7 @@ static void test_timers(const char* mode) {
             (cc == 0 && (apic_vec_bit(APIC_IRR, 0x70) || hits[0x70] > 0)),
         "%s: one-shot TMCCT 0x%x out of range", mode, cc);
   rt_wait_ge(&hits[0x70], 1, 2000);
-  open_window_ms(5);
+  open_window_ms(20);
   cli();
   CHECK_EQ(hits[0x70], 1, "one-shot timer interrupts");
   CHECK_EQ(apic_read(APIC_TMCCT), 0, "TMCCT after one-shot expiry");
@@ -197,14 +197,14 @@ static void test_timers(const char* mode) {
   cli();
   apic_write(APIC_TMICT, 0);
   u64 n = hits[0x71];
-  open_window_ms(5);
+  open_window_ms(20);
   CHECK_EQ(hits[0x71] - n > 1, 0, "periodic ticks after stop");
   apic_write(APIC_LVTT, LVT_MASKED);
   /* Masked one-shot: counts down but never interrupts. */
   reset_records();
   apic_write(APIC_LVTT, 0x72 | LVT_MASKED);
   apic_write(APIC_TMICT, 100000);
-  open_window_ms(5);
+  open_window_ms(20);
   CHECK_EQ(hits[0x72], 0, "masked one-shot delivered");
   if (!rt_has_tsc_deadline()) {
     rt_printf("SKIP: [%s] TSC-deadline timer (CPUID.1:ECX[24] clear)\n", mode);

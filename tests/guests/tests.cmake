@@ -1,3 +1,5 @@
+# Guest runs are RUN_SERIAL: they measure interrupt timing inside the guest, and a parallel
+# test must not starve their vCPU threads on a 2-core machine.
 # End-to-end ctests: each built-in guest under KVM's in-kernel irqchip (the oracle). The guest
 # prints "PASS" or "FAIL: ..." lines on the serial port; `apicv run` exits 77 without /dev/kvm.
 # (The --irqchip apicv variants are added once apicv's irqchip lands; they may add
@@ -9,6 +11,7 @@ function(apicv_guest_test name guest)
     PASS_REGULAR_EXPRESSION "\nPASS"
     FAIL_REGULAR_EXPRESSION "FAIL:"
     SKIP_RETURN_CODE 77
+    RUN_SERIAL TRUE
     TIMEOUT 400)
 endfunction()
 
@@ -32,6 +35,7 @@ function(apicv_guest_pmu_test name mode count)
     PASS_REGULAR_EXPRESSION "PMIs per overflow: ${count}\n"
     FAIL_REGULAR_EXPRESSION "FAIL:"
     SKIP_RETURN_CODE 77
+    RUN_SERIAL TRUE
     TIMEOUT 300)
 endfunction()
 
@@ -46,6 +50,7 @@ function(apicv_guest_test_apicv name guest)
     PASS_REGULAR_EXPRESSION "\nPASS"
     FAIL_REGULAR_EXPRESSION "FAIL:"
     SKIP_RETURN_CODE 77
+    RUN_SERIAL TRUE
     TIMEOUT 400)
 endfunction()
 
@@ -63,5 +68,5 @@ apicv_guest_test_apicv(guest_ipi_bench_apicv ipi-bench -smp 2 -append "n=100")
 # The seed reproductions (issue 4/5): exit 0 when every expectation holds, 77 without /dev/kvm.
 foreach(seed seed-000 seed-002 seed-003 seed-004)
   add_test(NAME repro_${seed} COMMAND $<TARGET_FILE:apicv> repro ${seed})
-  set_tests_properties(repro_${seed} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 900)
+  set_tests_properties(repro_${seed} PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL TRUE TIMEOUT 900)
 endforeach()
