@@ -3,6 +3,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
 #include <stdexcept>
 
 namespace apicv::bench {
@@ -77,6 +78,21 @@ const BenchRun* FindRun(const std::vector<BenchRun>& runs, const std::string& na
     if (r.name == name) return &r;
   }
   return nullptr;
+}
+
+bool CheckRatio(const std::vector<BenchRun>& runs, const char* what, const std::string& num,
+                const std::string& den, double limit, bool at_most) {
+  const BenchRun* a = FindRun(runs, num);
+  const BenchRun* b = FindRun(runs, den);
+  if (a == nullptr || b == nullptr || b->cpu_ns <= 0) {
+    std::printf("SKIP %s (needs %s and %s)\n", what, num.c_str(), den.c_str());
+    return true;
+  }
+  const double ratio = a->cpu_ns / b->cpu_ns;
+  const bool ok = at_most ? ratio <= limit : ratio >= limit;
+  std::printf("%s %s: %.2f ns / %.2f ns = %.2fx (%s %.1fx)\n", ok ? "PASS" : "FAIL", what,
+              a->cpu_ns, b->cpu_ns, ratio, at_most ? "<=" : ">=", limit);
+  return ok;
 }
 
 }  // namespace apicv::bench

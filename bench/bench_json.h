@@ -34,4 +34,10 @@ std::vector<BenchRun> RunBenchmarks(const BenchOptions& options);
 // The run named exactly `name`, or nullptr.
 const BenchRun* FindRun(const std::vector<BenchRun>& runs, const std::string& name);
 
+// Prints one target check "PASS|FAIL what: a / b = ratio" comparing the CPU time of run `num` to
+// run `den` (ratio <= limit when at_most, else >= limit); returns false on FAIL. A run that was
+// filtered out makes the check SKIP (true).
+bool CheckRatio(const std::vector<BenchRun>& runs, const char* what, const std::string& num,
+                const std::string& den, double limit, bool at_most);
+
 }  // namespace apicv::bench

@@ -164,22 +164,6 @@ const int kRegistered = [] {
   return 0;
 }();
 
-// Prints one target check; returns false on FAIL. A missing run (filtered out) is skipped.
-bool Check(const std::vector<BenchRun>& runs, const char* what, const std::string& num,
-           const std::string& den, double limit, bool at_most) {
-  const BenchRun* a = FindRun(runs, num);
-  const BenchRun* b = FindRun(runs, den);
-  if (a == nullptr || b == nullptr || b->cpu_ns <= 0) {
-    std::printf("SKIP %s (needs %s and %s)\n", what, num.c_str(), den.c_str());
-    return true;
-  }
-  const double ratio = a->cpu_ns / b->cpu_ns;
-  const bool ok = at_most ? ratio <= limit : ratio >= limit;
-  std::printf("%s %s: %.2f ns / %.2f ns = %.2fx (%s %.1fx)\n", ok ? "PASS" : "FAIL", what,
-              a->cpu_ns, b->cpu_ns, ratio, at_most ? "<=" : ">=", limit);
-  return ok;
-}
-
 cli::CommandRegistration reg("bench", [](CLI::App& bench) {
   static BenchOptions storage;  // outlives the CLI tree
   BenchOptions* options = &storage;
@@ -189,10 +173,10 @@ cli::CommandRegistration reg("bench", [](CLI::App& bench) {
   AddBenchOptions(cmd, options);
   cmd->callback([options] {
     const std::vector<BenchRun> runs = RunBenchmarks(*options);
-    bool ok = Check(runs, "fast path 1024 vCPUs within 1.5x of 1 vCPU", "route/fast/physical/1024",
-                    "route/fast/physical/1", 1.5, true);
-    ok &= Check(runs, "slow matcher >= 50x fast path at 1024 vCPUs", "route/slow/physical/1024",
-                "route/fast/physical/1024", 50.0, false);
+    bool ok = CheckRatio(runs, "fast path 1024 vCPUs within 1.5x of 1 vCPU",
+                         "route/fast/physical/1024", "route/fast/physical/1", 1.5, true);
+    ok &= CheckRatio(runs, "slow matcher >= 50x fast path at 1024 vCPUs",
+                     "route/slow/physical/1024", "route/fast/physical/1024", 50.0, false);
     if (!ok) cli::SetExitStatus(1);
   });
 });

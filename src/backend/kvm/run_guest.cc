@@ -30,13 +30,6 @@
 #include "trace/trace_sink.h"
 #include "virt/vm.h"
 
-// Weak until the virtualization layer's factory is linked in every build: a missing definition
-// makes apicv mode fail loudly instead of breaking the kvm-only build.
-namespace apicv::virt {
-std::unique_ptr<IrqChip> CreateApicvIrqChip(const VmConfig& config, const Clock& clock,
-                                            trace::TraceSink* trace) __attribute__((weak));
-}
-
 namespace apicv::kvm {
 
 void RunCounters::Add(const RunCounters& o) {
@@ -625,13 +618,8 @@ RunResult RunGuest(const RunOptions& opt) {
     cfg.nr_vcpus = opt.smp;
     if (opt.irqchip_factory) {
       chip = opt.irqchip_factory(cfg, clock);
-    } else if (&virt::CreateApicvIrqChip != nullptr) {
+    } else {
       chip = virt::CreateApicvIrqChip(cfg, clock, opt.trace);
-    }
-    if (!chip) {
-      throw std::runtime_error(
-          "--irqchip apicv is unsupported in this build: the virtualization layer's "
-          "CreateApicvIrqChip is not linked");
     }
   }
   Machine m(opt, sys, mem, clock, chip.get());
