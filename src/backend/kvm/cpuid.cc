@@ -11,6 +11,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "devices/pmu/pmu.h"
+
 namespace apicv::kvm {
 
 void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id) {
@@ -23,6 +25,72 @@ void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id)
       e.edx = apic_id;  // x2APIC ID of the current logical processor
     }
   }
+}
+
+GuestPmu GuestPmuFor(bool apicv_irqchip, const virt::VmConfig& config) {
+  GuestPmu p;
+  if (!apicv_irqchip) return p;
+  // ApicvVm builds its Pmu devices from pmu_vendor alone (no core extension, no full-width
+  // writes); advertise exactly that.
+  p.kind = config.pmu_vendor == virt::PmuVendor::kIntel ? GuestPmu::Kind::kIntelV2
+                                                        : GuestPmu::Kind::kAmd;
+  return p;
+}
+
+namespace {
+
+kvm_cpuid_entry2* FindLeaf(std::vector<kvm_cpuid_entry2>& entries, uint32_t fn) {
+  for (kvm_cpuid_entry2& e : entries) {
+    if (e.function == fn) return &e;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void PatchCpuidForPmu(std::vector<kvm_cpuid_entry2>& entries, const GuestPmu& pmu) {
+  if (pmu.kind == GuestPmu::Kind::kKeep) return;
+  PmuConfig pc;
+  pc.model = pmu.kind == GuestPmu::Kind::kIntelV2 ? PmuModel::kIntelV2 : PmuModel::kAmd;
+  pc.amd_core_ext = pmu.kind == GuestPmu::Kind::kAmd && pmu.amd_core_ext;
+  // The device states what it implements; the backend only copies it into the guest's view.
+  const Pmu model(pc);
+  const CpuidLeaf a = model.CpuidLeafA();
+
+  kvm_cpuid_entry2* leaf_a = FindLeaf(entries, kCpuidLeafArchPerfmon);
+  if (leaf_a == nullptr && pmu.kind == GuestPmu::Kind::kIntelV2) {
+    kvm_cpuid_entry2 e{};
+    e.function = kCpuidLeafArchPerfmon;
+    entries.push_back(e);
+    leaf_a = &entries.back();
+  }
+  if (leaf_a != nullptr) {
+    leaf_a->eax = a.eax;
+    leaf_a->ebx = a.ebx;
+    leaf_a->ecx = a.ecx;
+    leaf_a->edx = a.edx;
+  }
+  if (pmu.kind == GuestPmu::Kind::kIntelV2) {
+    // A guest reads leaf 0AH only when leaf 0 says it exists.
+    if (kvm_cpuid_entry2* l0 = FindLeaf(entries, 0); l0 != nullptr && l0->eax < 0xA) {
+      l0->eax = kCpuidLeafArchPerfmon;
+    }
+  }
+
+  if (kvm_cpuid_entry2* ext = FindLeaf(entries, kCpuidExtFeatures); ext != nullptr) {
+    ext->ecx &=
+        ~(kCpuidExtEcxPerfCtrExtCore | kCpuidExtEcxPerfCtrExtNb | kCpuidExtEcxPerfCtrExtLlc);
+    ext->ecx |= model.amd_cpuid_ext_ecx_bits();
+  }
+  if (kvm_cpuid_entry2* v2 = FindLeaf(entries, kCpuidExtPerfmonDebug); v2 != nullptr) {
+    v2->eax = v2->ebx = v2->ecx = v2->edx = 0;
+  }
+}
+
+void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id,
+                       const GuestPmu& pmu) {
+  PatchCpuidForVcpu(entries, apic_id);
+  PatchCpuidForPmu(entries, pmu);
 }
 
 std::vector<kvm_cpuid_entry2> HostCpuid() {
