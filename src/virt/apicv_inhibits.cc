@@ -1,6 +1,7 @@
 // The inhibit manager; see apicv_inhibits.h and spec §2/§3.3.
 #include "virt/apicv_inhibits.h"
 
+#include <chrono>
 #include <mutex>
 
 #include "trace/kvm_events.h"
@@ -9,7 +10,20 @@ namespace apicv::virt {
 
 namespace {
 
-enum StatIndex { kWriteLocks = 0, kReadLocks = 1, kTraceCalls = 2 };
+enum StatIndex {
+  kWriteLocks = 0,
+  kReadLocks,
+  kTraceCalls,
+  kWriteContended,
+  kReadContended,
+  kLockWaitNs,
+};
+
+uint64_t SteadyNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
 
 // Each thread counts into its own shard (assigned round-robin on first use).
 int ThreadShard() {
@@ -27,8 +41,34 @@ ApicvInhibits::ApicvInhibits(const Options& options, VcpuRequestSet& vcpus, trac
       per_vcpu_(std::make_unique<PerVcpu[]>(static_cast<size_t>(vcpus.nr_vcpus()))),
       stats_(std::make_unique<StatShard[]>(kStatShards)) {}
 
-void ApicvInhibits::count(int which) {
-  stats_[ThreadShard() % kStatShards].v[which].fetch_add(1, std::memory_order_relaxed);
+void ApicvInhibits::count(int which, uint64_t n) {
+  stats_[ThreadShard() % kStatShards].v[which].fetch_add(n, std::memory_order_relaxed);
+}
+
+// Like lock_stat: an uncontended acquisition costs one try_lock and no clock read; only a
+// contended one is timed, so the accounting does not change the cost of the fast path.
+std::unique_lock<std::shared_mutex> ApicvInhibits::write_lock() {
+  std::unique_lock<std::shared_mutex> l(lock_block_.apicv_update_lock, std::try_to_lock);
+  if (!l.owns_lock()) {
+    const uint64_t t0 = SteadyNs();
+    l.lock();
+    count(kWriteContended);
+    count(kLockWaitNs, SteadyNs() - t0);
+  }
+  count(kWriteLocks);
+  return l;
+}
+
+std::shared_lock<std::shared_mutex> ApicvInhibits::read_lock() {
+  std::shared_lock<std::shared_mutex> l(lock_block_.apicv_update_lock, std::try_to_lock);
+  if (!l.owns_lock()) {
+    const uint64_t t0 = SteadyNs();
+    l.lock();
+    count(kReadContended);
+    count(kLockWaitNs, SteadyNs() - t0);
+  }
+  count(kReadLocks);
+  return l;
 }
 
 ApicvInhibitStats ApicvInhibits::stats() const {
@@ -37,6 +77,9 @@ ApicvInhibitStats ApicvInhibits::stats() const {
     s.write_locks += stats_[i].v[kWriteLocks].load(std::memory_order_relaxed);
     s.read_locks += stats_[i].v[kReadLocks].load(std::memory_order_relaxed);
     s.trace_calls += stats_[i].v[kTraceCalls].load(std::memory_order_relaxed);
+    s.write_contended += stats_[i].v[kWriteContended].load(std::memory_order_relaxed);
+    s.read_contended += stats_[i].v[kReadContended].load(std::memory_order_relaxed);
+    s.lock_wait_ns += stats_[i].v[kLockWaitNs].load(std::memory_order_relaxed);
   }
   s.broadcasts = vcpus_.broadcasts();
   s.kicks = vcpus_.kicks();
@@ -97,8 +140,7 @@ void ApicvInhibits::set_or_clear_locked(InhibitReason reason, bool set) {
 void ApicvInhibits::set_or_clear(InhibitReason reason, bool set) {
   if (!enable_apicv_) return;
   if (static_cast<unsigned>(reason) >= kNrApicvInhibitReasons) return;
-  std::unique_lock<std::shared_mutex> lock(lock_block_.apicv_update_lock);
-  count(kWriteLocks);
+  auto lock = write_lock();
   set_or_clear_locked(reason, set);
 }
 
@@ -110,15 +152,13 @@ void ApicvInhibits::inc_or_dec_irq_window_req(bool inc) {
   // Fast path: APICv is inhibited for another reason, so the count cannot change APICv state; the
   // read lock orders us against a writer that re-derives IRQWIN from the count.
   if (reasons() & kOthers) {
-    std::shared_lock<std::shared_mutex> rlock(block.apicv_update_lock);
-    count(kReadLocks);
+    auto rlock = read_lock();
     if (reasons() & kOthers) {
       block.nr_irq_window_req.fetch_add(add, std::memory_order_relaxed);
       return;
     }
   }
-  std::unique_lock<std::shared_mutex> wlock(block.apicv_update_lock);
-  count(kWriteLocks);
+  auto wlock = write_lock();
   // 0 -> 1 on inc, 1 -> 0 on dec: only then can the IRQWIN bit change.
   if (block.nr_irq_window_req.fetch_add(add, std::memory_order_relaxed) + add ==
       static_cast<int>(inc)) {
@@ -146,8 +186,7 @@ bool ApicvInhibits::vcpu_guest_mode(int vcpu) const {
 
 bool ApicvInhibits::update_vcpu_apicv(int vcpu, bool apic_enabled) {
   if (vcpu < 0 || vcpu >= vcpus_.nr_vcpus()) return false;
-  std::shared_lock<std::shared_mutex> rlock(lock_block_.apicv_update_lock);
-  count(kReadLocks);
+  auto rlock = read_lock();
   const bool activate = vcpu_apicv_activated(vcpu) && apic_enabled;
   auto& active = per_vcpu_[vcpu].apicv_active;
   if (active.load(std::memory_order_relaxed) == activate) return false;

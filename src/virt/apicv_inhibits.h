@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 
 #include "virt/inhibit_reason.h"
@@ -31,11 +32,14 @@ namespace apicv::virt {
 
 // Event counts, sharded per thread so counting does not add a contended cache line.
 struct ApicvInhibitStats {
-  uint64_t write_locks = 0;  // apicv_update_lock taken for write
-  uint64_t read_locks = 0;   // apicv_update_lock taken for read
-  uint64_t broadcasts = 0;   // kvm_make_all_cpus_request(APICV_UPDATE)
-  uint64_t kicks = 0;        // vCPUs kicked by those broadcasts (and any other kick)
-  uint64_t trace_calls = 0;  // kvm_apicv_inhibit_changed events (whether or not traced)
+  uint64_t write_locks = 0;      // apicv_update_lock taken for write
+  uint64_t read_locks = 0;       // apicv_update_lock taken for read
+  uint64_t broadcasts = 0;       // kvm_make_all_cpus_request(APICV_UPDATE)
+  uint64_t kicks = 0;            // vCPUs kicked by those broadcasts (and any other kick)
+  uint64_t trace_calls = 0;      // kvm_apicv_inhibit_changed events (whether or not traced)
+  uint64_t write_contended = 0;  // write acquisitions that had to wait (lock_stat's contentions)
+  uint64_t read_contended = 0;   // read acquisitions that had to wait
+  uint64_t lock_wait_ns = 0;     // total time spent waiting for apicv_update_lock, both modes
 };
 
 class ApicvInhibits {
@@ -96,7 +100,9 @@ class ApicvInhibits {
  private:
   void set_or_clear_locked(InhibitReason reason, bool set);  // __kvm_set_or_clear_apicv_inhibit
   void set_or_clear_bit(unsigned long& mask, unsigned reason, bool set);  // + trace
-  void count(int which);
+  void count(int which, uint64_t n = 1);
+  std::unique_lock<std::shared_mutex> write_lock();  // counted, contention timed
+  std::shared_lock<std::shared_mutex> read_lock();
 
   struct PerVcpu {
     std::atomic<bool> apicv_active{false};
@@ -119,7 +125,7 @@ class ApicvInhibits {
 
   static constexpr int kStatShards = 64;
   struct alignas(64) StatShard {
-    std::atomic<uint64_t> v[3] = {};  // write locks, read locks, trace calls
+    std::atomic<uint64_t> v[6] = {};  // see StatIndex in apicv_inhibits.cc
   };
   std::unique_ptr<StatShard[]> stats_;
 };

@@ -33,8 +33,16 @@ uint64_t NowNs() {
 }
 
 virt::ApicvInhibitStats Delta(const virt::ApicvInhibitStats& a, const virt::ApicvInhibitStats& b) {
-  return {b.write_locks - a.write_locks, b.read_locks - a.read_locks, b.broadcasts - a.broadcasts,
-          b.kicks - a.kicks, b.trace_calls - a.trace_calls};
+  virt::ApicvInhibitStats d;
+  d.write_locks = b.write_locks - a.write_locks;
+  d.read_locks = b.read_locks - a.read_locks;
+  d.broadcasts = b.broadcasts - a.broadcasts;
+  d.kicks = b.kicks - a.kicks;
+  d.trace_calls = b.trace_calls - a.trace_calls;
+  d.write_contended = b.write_contended - a.write_contended;
+  d.read_contended = b.read_contended - a.read_contended;
+  d.lock_wait_ns = b.lock_wait_ns - a.lock_wait_ns;
+  return d;
 }
 
 virt::ApicvInhibits::Options InhibitOptions(const SyntheticConfig& c) {
@@ -98,9 +106,15 @@ void SyntheticVm::check_and_inject_events(int vcpu, const VcpuScript& script) {
     s.irq_pending = false;
     s.ready = false;
     s.pending_shadow.store(false, std::memory_order_relaxed);
+    const uint64_t t0 = script.time_window_path ? NowNs() : 0;
     irq_window_.inject_irq(vcpu, /*has_more=*/false, script.vector);
+    if (script.time_window_path) s.window_path_ns += NowNs() - t0;
   }
-  if (s.irq_pending) irq_window_.enable_irq_window(vcpu);
+  if (s.irq_pending) {
+    const uint64_t t0 = script.time_window_path ? NowNs() : 0;
+    irq_window_.enable_irq_window(vcpu);
+    if (script.time_window_path) s.window_path_ns += NowNs() - t0;
+  }
 }
 
 void SyntheticVm::step(int vcpu, const VcpuScript& script) {
@@ -142,7 +156,9 @@ void SyntheticVm::step(int vcpu, const VcpuScript& script) {
 
   if (window_exit) {
     s.ready = true;
+    const uint64_t t0 = script.time_window_path ? NowNs() : 0;
     irq_window_.interrupt_window_interception(vcpu);
+    if (script.time_window_path) s.window_path_ns += NowNs() - t0;
   }
   if (script.halt_every && s.iteration % script.halt_every == 0 && !s.irq_pending) {
     // HLT with nothing pending: blocked vCPUs are not woken by NO_WAKEUP requests.
@@ -150,6 +166,15 @@ void SyntheticVm::step(int vcpu, const VcpuScript& script) {
     std::this_thread::yield();
     req.set_blocked(false);
   }
+}
+
+uint64_t SyntheticVm::take_window_path_ns() {
+  uint64_t sum = 0;
+  for (int v = 0; v < config_.nr_vcpus; ++v) {
+    sum += state_[v].window_path_ns;
+    state_[v].window_path_ns = 0;
+  }
+  return sum;
 }
 
 SyntheticRunStats SyntheticVm::run_deterministic(uint64_t seed, uint64_t steps,
@@ -165,6 +190,7 @@ SyntheticRunStats SyntheticVm::run_deterministic(uint64_t seed, uint64_t steps,
   }
   SyntheticRunStats r;
   r.iterations = steps;
+  r.window_path_ns = take_window_path_ns();
   r.windows = irq_window_.irq_window_exits() - win0;
   r.injections = irq_window_.irq_injections() - inj0;
   r.inhibit = Delta(before, inhibits_.stats());
@@ -201,6 +227,7 @@ SyntheticRunStats SyntheticVm::run_threads(uint64_t iterations, const VcpuScript
   r.windows = irq_window_.irq_window_exits() - win0;
   r.injections = irq_window_.irq_injections() - inj0;
   r.wall_ns = t1 - t0;
+  r.window_path_ns = take_window_path_ns();
   r.cpu_ns = cpu_ns.load(std::memory_order_relaxed);
   r.inhibit = Delta(before, inhibits_.stats());
   return r;

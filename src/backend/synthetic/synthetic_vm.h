@@ -45,6 +45,9 @@ struct VcpuScript {
   uint32_t halt_every = 0;    // block in HLT every N iterations (0: never)
   uint32_t guest_spin = 0;    // busy-wait iterations per guest entry (a kick ends it early)
   uint8_t vector = 0x30;      // vector injected for each scripted interrupt
+  // Time every call into the IRQ-window path (enable_irq_window, inject_irq,
+  // interrupt_window_interception) with the steady clock: SyntheticRunStats::window_path_ns.
+  bool time_window_path = false;
 };
 
 struct SyntheticRunStats {
@@ -53,6 +56,9 @@ struct SyntheticRunStats {
   uint64_t injections = 0;
   uint64_t wall_ns = 0;  // run_threads(): start barrier to last thread done
   uint64_t cpu_ns = 0;   // run_threads(): CPU time of all vCPU threads (CLOCK_THREAD_CPUTIME_ID)
+  // Wall time vCPUs spent inside the IRQ-window path, summed over vCPUs (script.time_window_path):
+  // the time a vCPU is kept from its guest by the window bookkeeping, lock waits included.
+  uint64_t window_path_ns = 0;
   virt::ApicvInhibitStats inhibit;  // deltas over the run
 };
 
@@ -88,9 +94,11 @@ class SyntheticVm {
     bool irq_pending = false;                 // an interrupt waits for injection
     bool ready = false;                       // the guest is interruptible (a window opened)
     std::atomic<bool> pending_shadow{false};  // irq_pending, readable by other threads
+    uint64_t window_path_ns = 0;              // owner thread only; summed after the run
   };
   void set_task(int vcpu) const;
   void check_and_inject_events(int vcpu, const VcpuScript& script);
+  uint64_t take_window_path_ns();
 
   SyntheticConfig config_;
   trace::TraceSink* trace_;
