@@ -1,14 +1,19 @@
-/* Guest "pmu": one counter overflow of "instructions retired" delivered as an NMI through LVTPC;
- * counts the PMIs that one overflow produces (seed 002: KVM delivered two before 73554b29bd70)
- * and whether LVTPC was masked when the PMI arrived (a16eb25b09c0).
- * Intel SDM vol. 3B 20.2.1-20.2.2 (architectural PMU v1/v2: IA32_PERFEVTSELx, IA32_PMCx and
- * their 32-bit sign-extended writes, IA32_PERF_GLOBAL_STATUS/CTRL/OVF_CTRL), 20.6.3.5.8 / 3A
- * 11.5.1 (LVT performance counter register, NMI delivery mode).
- * Assumes an Intel architectural PMU v2 without consulting CPUID leaf 0xA (the host may not
- * advertise it), and that the hypervisor counts every instruction it emulates (port I/O, MSR,
- * MMIO, HLT) as one retired instruction, as KVM's kvm_pmu_trigger_event() does.
- * Not supported: fixed counters, AMD PMUs, more than one overflow per run, counting guest
- * instructions that do not exit. */
+/* Guest "pmu": counter overflows of "instructions retired" delivered as NMIs through LVTPC.
+ * Default mode (seed 002): one overflow; counts the PMIs it produces (KVM delivered two before
+ * 73554b29bd70) and whether LVTPC was masked when the PMI arrived (a16eb25b09c0).
+ * "rounds=R" (PMI-heavy mode, `apicv bench pmi`): PMC0 re-armed at -n in the PMI handler, R
+ * overflows in a row; prints overflows, PMIs and the TSC ticks the port-write loop took.
+ * Intel SDM vol. 2A CPUID leaf 0AH; vol. 3B 20.2.1-20.2.2 (architectural PMU v1/v2:
+ * IA32_PERFEVTSELx, IA32_PMCx and their 32-bit sign-extended writes,
+ * IA32_PERF_GLOBAL_STATUS/CTRL/OVF_CTRL), 20.6.3.5.8 / 3A 11.5.1 (LVT performance counter
+ * register, NMI delivery mode).
+ * Reads CPUID leaf 0AH first: when it advertises an architectural PMU, the version must be >= 2,
+ * there must be a GP counter of the 48 bits this guest assumes, and "instructions retired" must be
+ * available, else the guest fails. A leaf reporting version 0 (a backend that does not advertise
+ * apicv's vPMU) is noted and the MSR probe below decides.
+ * Assumes the hypervisor counts every instruction it emulates (port I/O, MSR, MMIO, HLT) as one
+ * retired instruction, as KVM's kvm_pmu_trigger_event() does.
+ * Not supported: fixed counters, AMD PMUs, counting guest instructions that do not exit. */
 #include "apic.h"
 #include "rt.h"
 
@@ -27,6 +32,8 @@ const char guest_name[] = "pmu";
 #define EVTSEL_EN (1u << 22)
 
 #define PMC_MASK ((1ul << 48) - 1) /* counter width the host advertises */
+
+#define CPUID_A_INST_RETIRED_NA (1u << 1) /* EBX bit 1: instructions retired unavailable */
 
 static volatile u64 pmis;
 static volatile u64 lvtpc_first; /* LVTPC as the first PMI handler found it */
@@ -52,9 +59,93 @@ static void h_nmi(struct rt_frame* f) {
   apic_write(APIC_LVTPC, LVT_NMI); /* unmasks */
 }
 
+/* PMI-heavy mode state. */
+static volatile u64 heavy_period;
+static volatile u64 heavy_overflows; /* handler runs that found GLOBAL_STATUS bit 0 set */
+
+/* PMI-heavy handler: ack, re-arm the period, unmask. Its own MSR/APIC accesses retire emulated
+ * instructions too; the re-arm comes after the status accesses so the period starts there. */
+static void h_nmi_heavy(struct rt_frame* f) {
+  (void)f;
+  u64 status = rdmsr(MSR_GLOBAL_STATUS);
+  if (status & 1) {
+    wrmsr(MSR_GLOBAL_OVF_CTRL, 1);
+    wrmsr(MSR_PMC0, (u32)(0u - (u32)heavy_period));
+    heavy_overflows++;
+  }
+  pmis++;
+  apic_write(APIC_LVTPC, LVT_NMI); /* unmasks */
+}
+
+/* CPUID leaf 0AH against what this guest uses (PMC0, 48 bits, v2 global MSRs, event C0H).
+ * Returns 0 when the guest must stop. */
+static int check_cpuid_leaf_a(void) {
+  u32 a, b, c, d;
+  cpuid(0, 0, &a, &b, &c, &d);
+  if (a < 0xA) {
+    rt_printf("NOTE: CPUID max basic leaf 0x%x: no leaf 0AH\n", a);
+    return 1;
+  }
+  cpuid(0xA, 0, &a, &b, &c, &d);
+  u32 version = a & 0xFF, gp = (a >> 8) & 0xFF, width = (a >> 16) & 0xFF, ebx_len = a >> 24;
+  rt_printf("CPUID.0AH: version %u, %u GP counters of %u bits, %u fixed of %u bits, EBX 0x%x\n",
+            version, gp, width, d & 0x1F, (d >> 5) & 0xFF, b);
+  if (version == 0) {
+    rt_printf("NOTE: CPUID.0AH advertises no architectural PMU; relying on the MSR probe\n");
+    return 1;
+  }
+  if (version < 2 || gp < 1 || width != 48) {
+    rt_fail(
+        "CPUID.0AH (v%u, %u GP x %u bits) disagrees with the v2 PMU, PMC0 and 48-bit width"
+        " this guest uses",
+        version, gp, width);
+    return 0;
+  }
+  if (ebx_len < 2 || (b & CPUID_A_INST_RETIRED_NA)) {
+    rt_fail("CPUID.0AH:EBX says \"instructions retired\" is unavailable (EBX 0x%x, length %u)", b,
+            ebx_len);
+    return 0;
+  }
+  return 1;
+}
+
+/* R overflows of a period of n emulated instructions; the bench compares host and guest counts. */
+static void pmi_heavy(u64 n, u64 rounds) {
+  heavy_period = n;
+  rt_set_handler(2, h_nmi_heavy);
+  wrmsr(MSR_PERFEVTSEL0, 0);
+  wrmsr(MSR_GLOBAL_OVF_CTRL, 1);
+  apic_write(APIC_LVTPC, LVT_NMI);
+  wrmsr(MSR_PMC0, (u32)(0u - (u32)n));
+  wrmsr(MSR_PERFEVTSEL0, EVTSEL_INST_RETIRED | EVTSEL_USR | EVTSEL_OS | EVTSEL_INT | EVTSEL_EN);
+
+  /* Bounded: a PMU that never overflows ends the loop after twice the expected writes. */
+  const u64 limit = 2 * rounds * (n + 64);
+  u64 writes = 0;
+  u64 t0 = rdtsc();
+  wrmsr(MSR_GLOBAL_CTRL, 1);
+  while (heavy_overflows < rounds && writes < limit) {
+    outb(0x80, (u8)writes);
+    writes++;
+  }
+  wrmsr(MSR_GLOBAL_CTRL, 0);
+  u64 t1 = rdtsc();
+  /* A legacy second PMI for the last overflow arrives after the first handler's IRET. */
+  for (u64 i = 0; i < 64; i++) outb(0x80, (u8)i);
+  wrmsr(MSR_PERFEVTSEL0, 0);
+
+  rt_printf("pmi-heavy: period %lu, overflows %lu, PMIs %lu\n", n, heavy_overflows, pmis);
+  rt_printf("pmi-heavy: exit loop %lu port writes in %lu TSC ticks\n", writes, t1 - t0);
+  CHECK(heavy_overflows == rounds, "%lu of %lu overflows after %lu port writes", heavy_overflows,
+        rounds, writes);
+  CHECK(pmis >= heavy_overflows, "fewer PMIs (%lu) than overflows (%lu)", pmis, heavy_overflows);
+}
+
 void guest_main(void) {
   u64 n = rt_cmdline_u64("n", 16);
   if (n < 2 || n > 1000000) n = 16;
+  u64 rounds = rt_cmdline_u64("rounds", 0);
+  if (rounds > 100000) rounds = 100000;
 
   if (rt_has_x2apic()) {
     apic_enable_x2apic_here();
@@ -67,6 +158,11 @@ void guest_main(void) {
    * can while nothing is armed. */
   if (wrmsr_safe(MSR_GLOBAL_CTRL, 0) >= 0) {
     rt_fail("IA32_PERF_GLOBAL_CTRL write faults: no architectural PMU v2");
+    return;
+  }
+  if (!check_cpuid_leaf_a()) return;
+  if (rounds > 0) {
+    pmi_heavy(n, rounds);
     return;
   }
   wrmsr(MSR_PERFEVTSEL0, 0);
