@@ -4,8 +4,10 @@
 #include <x86intrin.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
+#include "irq/match_dest.h"
 #include "trace/kvm_events.h"
 #include "virt/avic.h"
 #include "virt/vm.h"
@@ -23,6 +25,8 @@ constexpr uint64_t kIoApicSize = 0x100;  // KVM's IOAPIC_MEM_LENGTH
 constexpr uint16_t kTestDevBase = 0x2000;
 constexpr uint16_t kTestDevEnd = 0x2017;
 constexpr unsigned kIsaIrq0IoApicPin = 2;
+// Linux's POSTED_INTR_VECTOR: the notification vector KVM writes into every PiDesc.NV.
+constexpr uint8_t kPostedIntrVector = 0xF2;
 
 // PMU MSRs served by the vPMU (Intel v2 and AMD legacy / core extension).
 bool IsPmuMsrRange(uint32_t msr) {
@@ -90,6 +94,11 @@ struct ApicvVm::VcpuCtx {
   std::atomic<int> sipi_vector{-1};
   int pending_external_vector = -1;  // split placement: the VMM layer's ExtINT (owner thread)
   bool model_window = false;         // the model opened an IRQ window (owner thread)
+  // Vendor vmx. The trigger mode of a posted vector is written before its PIR bit, as
+  // vmx_deliver_interrupt() writes the vAPIC TMR before posting; read when harvesting.
+  PiDesc pi;
+  std::array<std::atomic<uint32_t>, 8> pi_tmr{};
+  EoiExitBitmap eoi_exit_bitmap;  // owner thread
 };
 
 // What the AVIC hardware and KVM's SVM code do to other vCPUs. One per ICR write, on the sender's
@@ -162,6 +171,13 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
     }
   }
   pit_.set_lost_tick_policy(pit_reinject_ ? LostTickPolicy::kDelay : LostTickPolicy::kDiscard);
+  if (config.vendor == VendorModel::kVmx) {
+    // vmx_vcpu_pi_load(): NV is the host's posted-interrupt vector, NDST the vCPU's pCPU.
+    for (int i = 0; i < config.nr_vcpus; ++i) {
+      vcpus_[static_cast<size_t>(i)]->pi.set_nv(kPostedIntrVector);
+      vcpus_[static_cast<size_t>(i)]->pi.set_ndst(HostApicId(i));
+    }
+  }
   if (config.vendor == VendorModel::kSvm) {
     // avic_hardware_setup(): x2AVIC's 0x1FF table when the VM needs more than 255 ids, else the
     // xAPIC AVIC table (0xFE; 0xFF is the broadcast).
@@ -205,6 +221,12 @@ Lapic& ApicvVm::lapic(int vcpu) {
 }
 Pmu& ApicvVm::pmu(int vcpu) {
   return vcpus_[static_cast<size_t>(vcpu)]->pmu;
+}
+const PiDesc& ApicvVm::pi_desc(int vcpu) const {
+  return vcpus_[static_cast<size_t>(vcpu)]->pi;
+}
+const EoiExitBitmap& ApicvVm::eoi_exit_bitmap(int vcpu) const {
+  return vcpus_[static_cast<size_t>(vcpu)]->eoi_exit_bitmap;
 }
 
 void ApicvVm::set_kick(std::function<void(int)> kick) {
@@ -263,6 +285,8 @@ AccessResult ApicvVm::mmio_write(int vcpu, uint64_t gpa, const void* data, unsig
       out = ioapic_.mmio_write(static_cast<uint32_t>(gpa - kIoApicBase), data, len, now());
     }
     if (config_.placement != IrqchipPlacement::kOn) st_vmm_exits_.fetch_add(1);
+    // ioapic_write_indirect(): a rewritten RTE changes which vectors need an EOI exit.
+    if (out.rte_changed) request_scan_ioapic();
     ioapic_output(out);
     return AccessResult::kHandled;
   }
@@ -457,6 +481,9 @@ void ApicvVm::rebuild_apic_map(int changed_vcpu) {
   } else if (id_written_2022) {
     inhibits_.set(InhibitReason::kApicIdModified);
   }
+  // kvm_recalculate_apic_map() ends with kvm_make_scan_ioapic_request(): RTE destinations may now
+  // match other vCPUs.
+  request_scan_ioapic();
 }
 
 void ApicvVm::send_ipi(int src, const InterruptRequest& req) {
@@ -548,13 +575,140 @@ void ApicvVm::deliver_fixed(int src, int target, uint8_t vector, bool level) {
     reqs_.vcpu(target).make_request(kReqEvent);
     return;
   }
+  // vmx_deliver_interrupt(): with APICv active on the target, post into its descriptor.
+  if (config_.vendor == VendorModel::kVmx && inhibits_.vcpu_apicv_active(target)) {
+    vmx_deliver_posted_interrupt(target, vector, level);
+    return;
+  }
   // Lock-free posting into the target's PIR; the owner folds it into IRR before injecting.
   t.lapic.post(vector, level);
   st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
   reqs_.make_request_and_kick(target, kReqEvent);
 }
 
+void ApicvVm::vmx_deliver_posted_interrupt(int target, uint8_t vector, bool level) {
+  VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
+  const int w = vector >> 5;
+  const uint32_t bit = 1u << (vector & 31);
+  if (level) {
+    t.pi_tmr[static_cast<size_t>(w)].fetch_or(bit, std::memory_order_seq_cst);
+  } else {
+    t.pi_tmr[static_cast<size_t>(w)].fetch_and(~bit, std::memory_order_seq_cst);
+  }
+  // Only for the counters: which of the "no notification" cases it was.
+  const bool was_pending = t.pi.test_pir(vector);
+  st_pi_deliveries_.fetch_add(1, std::memory_order_relaxed);
+  switch (deliver_posted_interrupt(t.pi, vector, reqs_.vcpu(target))) {
+    case PiNotify::kNotify:
+      // kvm_vcpu_trigger_posted_interrupt(): the notification IPI. The model has no hardware
+      // PIR processing inside the guest, so the target exits and harvests on re-entry.
+      st_pi_notifications_.fetch_add(1, std::memory_order_relaxed);
+      st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
+      reqs_.kick_vcpu(target);
+      return;
+    case PiNotify::kWake:
+      // kvm_vcpu_wake_up(): a blocked target is woken; one between exit and entry finds ON in
+      // vcpu_enter() or its next harvest.
+      st_pi_wakeups_.fetch_add(1, std::memory_order_relaxed);
+      if (reqs_.vcpu(target).blocked()) {
+        st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
+        reqs_.kick_vcpu(target);
+      }
+      return;
+    case PiNotify::kNone:
+      if (was_pending) {
+        st_pi_coalesced_.fetch_add(1, std::memory_order_relaxed);
+      } else if (!t.pi.sn()) {
+        st_pi_suppressed_on_.fetch_add(1, std::memory_order_relaxed);
+      }
+      return;
+  }
+}
+
+void ApicvVm::vmx_sync_pir_to_irr(VcpuCtx& c) {
+  if (!c.pi.on()) return;
+  std::array<uint32_t, 8> posted{};
+  if (!sync_pir_to_irr(c.pi, posted).harvested) return;
+  st_pi_harvests_.fetch_add(1, std::memory_order_relaxed);
+  // __kvm_apic_update_irr(): the vectors join IRR with the trigger mode recorded by the sender;
+  // a disabled APIC drops them, as __apic_accept_irq would have.
+  for (int w = 0; w < 8; ++w) {
+    uint32_t bits = posted[static_cast<size_t>(w)];
+    if (bits == 0) continue;
+    const uint32_t level = c.pi_tmr[static_cast<size_t>(w)].load(std::memory_order_seq_cst);
+    while (bits != 0) {
+      const int b = std::countr_zero(bits);
+      bits &= bits - 1;
+      InterruptRequest r;
+      r.vector = static_cast<uint8_t>(w * 32 + b);
+      r.delivery_mode = DeliveryMode::kFixed;
+      r.trigger_level = (level >> b) & 1u;
+      r.level = true;
+      c.lapic.accept_irq(r);
+    }
+  }
+}
+
+void ApicvVm::vmx_clear_pi(VcpuCtx& c) {
+  // Posted vectors are gone with the IRR they were meant for (INIT, RESET).
+  c.pi.control.fetch_and(~kPiControlOn, std::memory_order_seq_cst);
+  for (auto& w : c.pi.pir) w.store(0, std::memory_order_seq_cst);
+}
+
+void ApicvVm::request_scan_ioapic() {
+  // kvm_make_scan_ioapic_request(): only the VMX model keeps an EOI-exit bitmap.
+  if (config_.vendor != VendorModel::kVmx) return;
+  for (int i = 0; i < config_.nr_vcpus; ++i) reqs_.make_request_and_kick(i, kReqScanIoapic);
+}
+
+void ApicvVm::vcpu_scan_ioapic(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  st_vmx_ioapic_scans_.fetch_add(1, std::memory_order_relaxed);
+  EoiExitBitmap b;
+  // vcpu_scan_ioapic(): nothing for an absent APIC.
+  if (c.lapic.hw_enabled()) {
+    std::array<uint64_t, x86::kIoApicNumPins> rtes;
+    {
+      std::lock_guard<std::mutex> g(ioapic_mu_);
+      for (unsigned p = 0; p < x86::kIoApicNumPins; ++p) rtes[p] = ioapic_.rte(p);
+    }
+    const LapicIdentity id = c.lapic.identity();
+    const irq::ApicView self{id.vcpu_id,  id.hw_enabled, id.x2apic, id.sw_enabled,
+                             id.xapic_id, id.ldr,        id.dfr,    0};
+    // kvm_ioapic_scan_entry(): level-triggered pins and pins with an ack notifier (the PIT's
+    // GSI 0, routed to pin 2, while reinjection is on), masked or not, whose destination is
+    // this vCPU, or whose vector this vCPU still has in IRR/ISR (kvm_apic_pending_eoi).
+    for (unsigned p = 0; p < x86::kIoApicNumPins; ++p) {
+      const uint64_t e = rtes[p];
+      const bool ack_notifier = p == kIsaIrq0IoApicPin && pit_reinject_;
+      if (!(e & x86::kRteTriggerLevel) && !ack_notifier) continue;
+      const uint8_t vec = static_cast<uint8_t>(e & x86::kRteVectorMask);
+      const uint32_t dest = static_cast<uint32_t>((e & x86::kRteDestMask) >> x86::kRteDestShift);
+      const uint32_t word = static_cast<uint32_t>(vec >> 5) * 0x10;
+      const bool pending_eoi =
+          ((c.lapic.reg(x86::kApicIsr + word) | c.lapic.reg(x86::kApicIrr + word)) >> (vec & 31)) &
+          1u;
+      if (irq::MatchDest(self, vcpu, nullptr, -1, x86::Shorthand::kNone, dest,
+                         e & x86::kRteDestLogical,
+                         route_options_.x2apic_broadcast_quirk_disabled) ||
+          pending_eoi)
+        b.set(vec);
+    }
+  }
+  c.eoi_exit_bitmap = b;
+}
+
 void ApicvVm::eoi_broadcast(int vcpu, const LapicEoi& eoi) {
+  // APICv EOI virtualization (SDM 30.1.3): the Lapic already completed the EOI (ISR, PPR); only a
+  // vector in the EOI-exit bitmap makes it exit to the hypervisor.
+  if (config_.vendor == VendorModel::kVmx && inhibits_.vcpu_apicv_active(vcpu)) {
+    if (!vcpus_[static_cast<size_t>(vcpu)]->eoi_exit_bitmap.test(eoi.vector)) {
+      st_eois_accel_.fetch_add(1, std::memory_order_relaxed);
+      st_vmx_eois_virtualized_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    st_vmx_eoi_exits_.fetch_add(1, std::memory_order_relaxed);
+  }
   trace::trace_kvm_eoi(dev_trace_, static_cast<uint32_t>(vcpu), eoi.vector);
   // AVIC completes edge-triggered EOIs in hardware: no exit, no IOAPIC EOI, no ack notifier.
   // That is why PIT reinjection (which needs the ack) inhibits AVIC.
@@ -710,9 +864,11 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
   if (r.requests_pending()) {
     if (r.check_request(kReqApicvUpdate)) update_apicv(vcpu);
     if (r.check_request(kReqPmi)) deliver_pmi(vcpu);  // at most one PMI per entry
+    if (r.check_request(kReqScanIoapic)) vcpu_scan_ioapic(vcpu);
     req_event = r.check_request(kReqEvent);
   }
   if (c.lapic.has_posted()) c.lapic.sync_pir_to_irr();
+  vmx_sync_pir_to_irr(c);
 
   // NMI first (KVM_NMI; KVM itself waits for the NMI window).
   int n = c.nmi_pending.load(std::memory_order_acquire);
@@ -804,8 +960,12 @@ void ApicvVm::vcpu_enter(int vcpu) {
   // __avic_vcpu_load / avic_vcpu_unblocking: IsRunning after the mode, so a sender that reads
   // IsRunning = 1 also sees IN_GUEST_MODE when it kicks.
   if (avic_) avic_->vcpu_load(vcpu, HostApicId(vcpu));
-  // A request that raced with the checks above must not wait for the next exit.
-  if (r.requests_pending()) kick(vcpu);
+  // A request that raced with the checks above must not wait for the next exit. On vmx the same
+  // holds for a posted interrupt whose sender saw us outside guest mode (KVM syncs PIR again
+  // after setting IN_GUEST_MODE); the mode store above and the sender's ON RMW are seq_cst.
+  if (r.requests_pending() ||
+      (config_.vendor == VendorModel::kVmx && vcpus_[static_cast<size_t>(vcpu)]->pi.on()))
+    kick(vcpu);
 }
 
 void ApicvVm::vcpu_exit(int vcpu) {
@@ -836,6 +996,7 @@ bool ApicvVm::has_events_locked(int vcpu, bool if_set) {
   VcpuRequests& r = reqs_.vcpu(vcpu);
   if (r.check_request(kReqApicvUpdate)) update_apicv(vcpu);
   if (c.lapic.has_posted()) c.lapic.sync_pir_to_irr();
+  vmx_sync_pir_to_irr(c);
   if (c.nmi_pending.load(std::memory_order_acquire) > 0) return true;
   if (c.init_pending.load(std::memory_order_acquire)) return true;
   if (c.sipi_vector.load(std::memory_order_acquire) >= 0) return true;
@@ -875,6 +1036,7 @@ MpEvent ApicvVm::take_mp_event(int vcpu) {
   MpEvent ev;
   if (c.init_pending.exchange(false, std::memory_order_acq_rel)) {
     handle_lapic_output(vcpu, c.lapic.reset(/*init_only=*/true));
+    vmx_clear_pi(c);
     // A SIPI latched before the INIT was processed survives (kvm_apic_accept_events() handles
     // INIT, then a pending SIPI in the same pass).
     c.pending_external_vector = -1;
@@ -919,6 +1081,7 @@ void ApicvVm::reset() {
     VcpuCtx& c = *vcpus_[static_cast<size_t>(i)];
     c.lapic.reset(/*init_only=*/false);
     c.lapic.sync_pir_to_irr();
+    vmx_clear_pi(c);
     c.pmu.reset();
     c.nmi_pending.store(0);
     c.init_pending.store(false);
@@ -1026,6 +1189,15 @@ VmStats ApicvVm::stats() const {
   s.map_rebuilds = st_map_rebuilds_.load();
   s.pmis = st_pmis_.load();
   s.vmm_exits = st_vmm_exits_.load();
+  s.pi_deliveries = st_pi_deliveries_.load();
+  s.pi_notifications = st_pi_notifications_.load();
+  s.pi_wakeups = st_pi_wakeups_.load();
+  s.pi_suppressed_on = st_pi_suppressed_on_.load();
+  s.pi_coalesced = st_pi_coalesced_.load();
+  s.pi_harvests = st_pi_harvests_.load();
+  s.vmx_eois_virtualized = st_vmx_eois_virtualized_.load();
+  s.vmx_eoi_exits = st_vmx_eoi_exits_.load();
+  s.vmx_ioapic_scans = st_vmx_ioapic_scans_.load();
   s.inhibits = inhibits_.stats();
   if (avic_) {
     const AvicStats a = avic_->stats();

@@ -9,7 +9,8 @@
 // LAPIC, and where EOIs go. Intel SDM vol. 3A ch. 11; AMD APM vol. 2 15.29; spec §2-§9.
 //
 // Threading: per-vCPU methods run on the vCPU's thread and touch only that vCPU's Lapic/Pmu;
-// cross-vCPU delivery posts into the target's PIR (Lapic::post) and kicks. IOAPIC, PIC and PIT
+// cross-vCPU delivery posts into the target's PIR (Lapic::post, or the PiDesc with APICv on
+// vmx) and kicks. IOAPIC, PIC and PIT
 // each have one mutex; the APIC map is rebuilt under map_mu_ and published as an immutable
 // snapshot. A timer thread services the PIT and kicks vCPUs whose LAPIC timer expired.
 // Lock order: docs/locking.md (apicv_update_lock > map_mu_ > ioapic_mu_ > pic_mu_ > pit_mu_).
@@ -19,9 +20,22 @@
 // KVM's handling of it (fast or slow kick, or full emulation). IsRunning is set by vcpu_enter,
 // cleared by vcpu_exit and, before the vCPU blocks, by has_events() (avic_vcpu_blocking).
 //
+// APICv (--vendor vmx, Intel SDM vol. 3C 30.1.3, 30.6): a fixed interrupt for a vCPU other than
+// the sender, whose APICv is active, is posted into that vCPU's PiDesc (PIR bit, then ON); the
+// notification is a kick when the target is in guest mode and a wake-up when it is blocked, and
+// nothing when ON was already set. Each entry (and the halt check) harvests PIR into the Lapic's
+// IRR. With APICv inhibited on the target, delivery falls back to Lapic::post + KVM_REQ_EVENT +
+// kick (kvm_lapic_set_irr). Each vCPU keeps an EOI-exit bitmap (vcpu_load_eoi_exitmap), rebuilt
+// on KVM_REQ_SCAN_IOAPIC (RTE writes, APIC map rebuilds) from the level-triggered RTEs that
+// target it and the PIT's pin while reinjection has an ack notifier: with APICv active, an EOI
+// of a vector outside the bitmap completes in the virtual APIC (no IOAPIC EOI, no ack notifier),
+// one inside it exits as before. That is why VMX needs no PIT_REINJ inhibit.
+//
 // Not supported: Hyper-V SynIC, Xen upcalls, nested (L2) guests, SMI, the x2APIC
-// "hotplug hack" ID format, IOMMU posted interrupts. With --vendor vmx the posted-interrupt
-// descriptor and EOI-exit bitmap models are unused: PIR is the Lapic's own post() buffer.
+// "hotplug hack" ID format, IOMMU posted interrupts. VMX: SN is never set (vCPUs are not
+// preempted in the model), the notification vector is not delivered inside the guest (the kick
+// makes the target exit and harvest on re-entry), the RTC GSI 8 EOI tracking of the IOAPIC scan,
+// per-vCPU scan masks (every vCPU rescans on any RTE write), IPI virtualization (IPIv).
 #pragma once
 
 #include <array>
@@ -45,6 +59,7 @@
 #include "virt/apicv_inhibits.h"
 #include "virt/irq_window.h"
 #include "virt/irqchip.h"
+#include "virt/posted_interrupt.h"
 #include "virt/vcpu_request.h"
 #include "virt/vm_config.h"
 
@@ -68,7 +83,7 @@ struct VmStats {
   uint64_t pit_ticks = 0;          // IRQ0 pulses raised by the PIT
   uint64_t pit_acks = 0;           // PIT ack-notifier calls
   uint64_t eois = 0;               // EOIs that reached the hypervisor layer
-  uint64_t eois_accelerated = 0;   // edge EOIs completed by AVIC without an exit
+  uint64_t eois_accelerated = 0;   // EOIs completed without an exit (AVIC edge, APICv bitmap)
   uint64_t map_rebuilds = 0;
   uint64_t pmis = 0;  // PMIs delivered through LVTPC
   // AVIC (vendor svm, APICv active on the sender): guest ICR writes run through the Avic model.
@@ -83,6 +98,18 @@ struct VmStats {
   uint64_t avic_vcpus_examined = 0;  // candidate vCPUs examined by fast + slow kicks
   uint64_t avic_kicks = 0;           // avic_kick_vcpu calls
   uint64_t vmm_exits = 0;            // accesses served by the VMM layer (split/off placement)
+  // APICv (vendor vmx, APICv active on the target): posted interrupts and EOI virtualization.
+  // Splitting the no-notification cases (coalesced vs ON) is exact single-threaded and
+  // approximate under concurrent senders of the same vector; their sum is exact.
+  uint64_t pi_deliveries = 0;         // fixed interrupts delivered through a target's PiDesc
+  uint64_t pi_notifications = 0;      // target in guest mode: notification (a kick here)
+  uint64_t pi_wakeups = 0;            // target outside the guest: kvm_vcpu_wake_up
+  uint64_t pi_suppressed_on = 0;      // no notification: ON was already set
+  uint64_t pi_coalesced = 0;          // the vector was already pending in PIR
+  uint64_t pi_harvests = 0;           // sync_pir_to_irr found ON and moved PIR into IRR
+  uint64_t vmx_eois_virtualized = 0;  // EOIs outside the EOI-exit bitmap: no exit
+  uint64_t vmx_eoi_exits = 0;         // EOIs inside the bitmap: EOI-induced exits
+  uint64_t vmx_ioapic_scans = 0;      // KVM_REQ_SCAN_IOAPIC handled (bitmap recomputed)
   ApicvInhibitStats inhibits;
 };
 
@@ -128,6 +155,10 @@ class ApicvVm final : public IrqChip {
   // AVIC IsRunning of a vCPU (false when there is no AVIC model: vendor vmx).
   bool avic_is_running(int vcpu) const;
   Lapic& lapic(int vcpu);  // owner thread / tests only
+  // Vendor vmx: the vCPU's posted-interrupt descriptor (any thread may read it) and its EOI-exit
+  // bitmap (owner thread / tests only; recomputed on the vCPU's next entry after a scan request).
+  const PiDesc& pi_desc(int vcpu) const;
+  const EoiExitBitmap& eoi_exit_bitmap(int vcpu) const;
   Pmu& pmu(int vcpu);
 
  private:
@@ -146,6 +177,11 @@ class ApicvVm final : public IrqChip {
   void deliver_fixed(int src, int target, uint8_t vector, bool level);
   void route_and_deliver(int src, const x86::InterruptRequest& req);
   void avic_send_ipi(int src, const x86::InterruptRequest& req);
+  void vmx_deliver_posted_interrupt(int target, uint8_t vector, bool level);
+  void vmx_sync_pir_to_irr(VcpuCtx& c);
+  static void vmx_clear_pi(VcpuCtx& c);
+  void request_scan_ioapic();
+  void vcpu_scan_ioapic(int vcpu);
   void eoi_broadcast(int vcpu, const LapicEoi& eoi);
   void ack_notify_isa_irq(unsigned irq);
   void ioapic_output(const IoApicOutput& out);
@@ -211,7 +247,10 @@ class ApicvVm final : public IrqChip {
   mutable std::mutex stats_mu_;
   std::atomic<uint64_t> st_ipis_{0}, st_ipi_kicks_{0}, st_injections_{0}, st_hw_deliveries_{0},
       st_nmis_{0}, st_windows_{0}, st_window_exits_{0}, st_pit_ticks_{0}, st_pit_acks_{0},
-      st_eois_{0}, st_eois_accel_{0}, st_map_rebuilds_{0}, st_pmis_{0}, st_vmm_exits_{0};
+      st_eois_{0}, st_eois_accel_{0}, st_map_rebuilds_{0}, st_pmis_{0}, st_vmm_exits_{0},
+      st_pi_deliveries_{0}, st_pi_notifications_{0}, st_pi_wakeups_{0}, st_pi_suppressed_on_{0},
+      st_pi_coalesced_{0}, st_pi_harvests_{0}, st_vmx_eois_virtualized_{0}, st_vmx_eoi_exits_{0},
+      st_vmx_ioapic_scans_{0};
 };
 
 }  // namespace apicv::virt
