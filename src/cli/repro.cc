@@ -1,6 +1,7 @@
 // `apicv repro seed-000|seed-002|seed-003|seed-004|all`: the seed scenarios on real guests with
 // apicv's irqchip, each configuration checked against what the seeds and the spec say KVM prints.
 // Exit status 0 when every expectation holds, 1 otherwise, 77 without /dev/kvm.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -17,16 +18,15 @@ namespace {
 
 using virt::InhibitReason;
 
-struct Check {
-  std::string what;
-  bool ok;
-};
+using Check = ScenarioCheck;
 
 struct Figures {
   double inhibit_lines_per_s = 0;
   uint64_t write_locks = 0;         // during the run (after VM creation)
   uint64_t irqwin_write_locks = 0;  // of those, taken for IRQWIN alone
   uint64_t broadcasts = 0;
+  uint64_t irqwin_broadcasts = 0;  // by IRQWIN-only updates once PIT_REINJ is set
+  uint64_t irqwin_updates = 0;     // IRQWIN updates of their own once PIT_REINJ is set
   uint64_t kicks = 0;
   uint64_t windows = 0;
   uint64_t window_exits = 0;
@@ -51,51 +51,20 @@ struct Outcome {
   std::vector<std::string> excerpt;
 };
 
-// Parses "<set|cleared> reason=N, inhibits=0x..." bodies.
-struct InhibitLine {
-  bool set = false;
-  unsigned reason = 0;
-  unsigned long inhibits = 0;
-};
-bool ParseBody(const std::string& body, InhibitLine* out) {
-  static const std::regex re(R"(^(set|cleared) reason=(\d+), inhibits=0x([0-9a-f]+)( .*)?$)");
-  std::smatch m;
-  if (!std::regex_match(body, m, re)) return false;
-  out->set = m[1] == "set";
-  out->reason = static_cast<unsigned>(std::stoul(m[2]));
-  out->inhibits = std::stoul(m[3], nullptr, 16);
-  return true;
-}
-
-double GuestRate(const std::string& serial, const char* unit) {
-  const std::regex re(std::string(R"(([0-9]+) )") + unit + "/s");
-  std::smatch m;
-  double last = 0;
-  for (auto it = std::sregex_iterator(serial.begin(), serial.end(), re);
-       it != std::sregex_iterator(); ++it)
-    last = std::stod((*it)[1]);
-  return last;
-}
-
 Outcome RunOne(Scenario s, const char* unit) {
   Outcome o;
   RunScenario(s);
   o.s = s;
   Figures& f = o.f;
-  const auto& st = s.stats;
-  // Every non-IRQWIN set_or_clear call takes the write lock once and prints one line with its
-  // own reason; the remaining write locks were taken for IRQWIN alone.
-  uint64_t other_calls = 0;
-  for (const auto& l : s.inhibit_lines) {
-    InhibitLine p;
-    if (ParseBody(InhibitBody(l), &p) && p.reason != 8) ++other_calls;
-  }
-  f.write_locks = st.inhibits.write_locks;
-  f.irqwin_write_locks = f.write_locks > other_calls ? f.write_locks - other_calls : 0;
-  f.broadcasts = st.inhibits.broadcasts;
-  f.kicks = st.inhibits.kicks + st.ipi_kicks;
-  f.windows = st.windows_requested;
-  f.window_exits = st.window_exits;
+  const IrqWinCounts c = CountIrqWin(s);
+  f.write_locks = c.write_locks;
+  f.irqwin_write_locks = c.irqwin_write_locks;
+  f.broadcasts = c.broadcasts;
+  f.irqwin_broadcasts = c.irqwin_broadcasts_after_pit_reinj;
+  f.irqwin_updates = c.irqwin_updates_after_pit_reinj;
+  f.kicks = s.stats.inhibits.kicks + s.stats.ipi_kicks;
+  f.windows = c.windows;
+  f.window_exits = c.window_exits;
   const double wall = s.result.wall_s > 0 ? s.result.wall_s : 1;
   f.inhibit_lines_per_s = static_cast<double>(s.inhibit_lines.size()) / wall;
   f.progress_unit = unit;
@@ -104,22 +73,6 @@ Outcome RunOne(Scenario s, const char* unit) {
     o.excerpt.push_back(s.inhibit_lines[i]);
   o.checks.push_back({"guest passed (" + s.guest + ")", s.passed});
   return o;
-}
-
-std::vector<InhibitLine> Parsed(const Scenario& s) {
-  std::vector<InhibitLine> v;
-  for (const auto& l : s.inhibit_lines) {
-    InhibitLine p;
-    if (ParseBody(InhibitBody(l), &p)) v.push_back(p);
-  }
-  return v;
-}
-
-// Lines after the first one that sets `reason`.
-std::vector<InhibitLine> After(const std::vector<InhibitLine>& v, unsigned reason) {
-  for (size_t i = 0; i < v.size(); ++i)
-    if (v[i].set && v[i].reason == reason) return {v.begin() + static_cast<long>(i) + 1, v.end()};
-  return {};
 }
 
 Scenario Base(const std::string& label, const std::string& guest, int smp,
@@ -137,15 +90,13 @@ std::vector<Outcome> Seed000(int ticks) {
   const std::string app = "ticks=" + std::to_string(ticks);
   // 1. The report: AVIC on, kernel-irqchip=on, lost_tick_policy=delay, 2025 IRQ-window code.
   {
-    Scenario s = Base("legacy avic=on irqchip=on delay", "pit-extint", 1, app);
-    s.config.irqwin = virt::IrqWindowMode::kLegacy;
-    Outcome o = RunOne(s, "ticks");
+    Outcome o = RunOne(Seed000Scenario(virt::IrqWindowMode::kLegacy, ticks), "ticks");
     // The IRQWIN lines once PIT_REINJ is set, as in the seed: 'set ... 0x300' then 'cleared ...
     // 0x200' per window. A new KVM_REQ_EVENT while a window is open re-arms it and repeats the
     // set line, as KVM does; a clear without a set before it, or any other form, is a failure.
     size_t pairs = 0, sets = 0, repeats = 0;
     bool well_formed = true, last_set = false, first = true;
-    for (const auto& p : After(Parsed(o.s), 9)) {
+    for (const auto& p : LinesAfterSet(ParsedInhibitLines(o.s), 9)) {
       if (p.reason != 8) continue;
       if (first && !p.set && p.inhibits == 0x200) {  // IRQWIN re-derived with PIT_REINJ's call
         first = false;
@@ -163,19 +114,18 @@ std::vector<Outcome> Seed000(int ticks) {
         well_formed = false;
       }
     }
-    o.checks.push_back({"alternating 'set reason=8, inhibits=0x300 IRQWIN|PIT_REINJ' / "
-                        "'cleared reason=8, inhibits=0x200 PIT_REINJ' (" +
-                            std::to_string(pairs) + " pairs, " + std::to_string(repeats) +
-                            " re-armed sets)",
-                        well_formed && pairs > 0});
-    o.checks.push_back({"every window takes the write lock",
-                        o.f.irqwin_write_locks >= o.f.windows && o.f.windows > 0});
+    o.checks.push_back(
+        {"alternating 'set reason=8, inhibits=0x300 IRQWIN|PIT_REINJ' / "
+         "'cleared reason=8, inhibits=0x200 PIT_REINJ' (" +
+             std::to_string(pairs) + " pairs, " + std::to_string(repeats) + " re-armed sets)",
+         well_formed && pairs > 0});
+    for (auto& c : IrqWinStructureChecks(o.s, CountIrqWin(o.s))) o.checks.push_back(c);
     // Show the toggling part of the trace, as in the seed.
     o.excerpt.clear();
     bool seen9 = false;
     for (const auto& l : o.s.inhibit_lines) {
       InhibitLine p;
-      ParseBody(InhibitBody(l), &p);
+      ParseInhibitBody(InhibitBody(l), &p);
       if (seen9 && p.reason == 8 && o.excerpt.size() < 6) o.excerpt.push_back(l);
       if (p.set && p.reason == 9) seen9 = true;
     }
@@ -183,19 +133,8 @@ std::vector<Outcome> Seed000(int ticks) {
   }
   // 2. The 2026 fix on the same configuration.
   {
-    Scenario s = Base("counted avic=on irqchip=on delay", "pit-extint", 1, app);
-    s.config.irqwin = virt::IrqWindowMode::kCounted;
-    Outcome o = RunOne(s, "ticks");
-    auto v = After(Parsed(o.s), 9);
-    bool none = true;
-    for (size_t i = 1; i < v.size(); ++i)
-      if (v[i].reason == 8 && v[i - 1].reason == 8) none = false;
-    for (const auto& p : v)
-      if (p.set && p.reason == 8) none = false;
-    o.checks.push_back({"no IRQWIN toggles after PIT_REINJ is set", none});
-    o.checks.push_back(
-        {"zero write locks for IRQ windows (" + std::to_string(o.f.windows) + " windows)",
-         o.f.irqwin_write_locks == 0 && o.f.windows > 0});
+    Outcome o = RunOne(Seed000Scenario(virt::IrqWindowMode::kCounted, ticks), "ticks");
+    for (auto& c : IrqWinStructureChecks(o.s, CountIrqWin(o.s))) o.checks.push_back(c);
     out.push_back(std::move(o));
   }
   // 3. avic=N: one DISABLED line, nothing after.
@@ -217,7 +156,7 @@ std::vector<Outcome> Seed000(int ticks) {
     s.config.placement = virt::IrqchipPlacement::kSplit;
     Outcome o = RunOne(s, "ticks");
     bool no_pit = true, toggles = false;
-    for (const auto& p : Parsed(o.s)) {
+    for (const auto& p : ParsedInhibitLines(o.s)) {
       if (p.inhibits & (1ul << 9)) no_pit = false;
       if (p.set && p.reason == 8 && p.inhibits == 0x100) toggles = true;
     }
@@ -236,7 +175,7 @@ std::vector<Outcome> Seed000(int ticks) {
     bool no_pit = true;
     for (const auto& l : o.s.inhibit_lines) {
       InhibitLine p;
-      if (l.find("CPU ") != std::string::npos && ParseBody(InhibitBody(l), &p) &&
+      if (l.find("CPU ") != std::string::npos && ParseInhibitBody(InhibitBody(l), &p) &&
           (p.inhibits & (1ul << 9)))
         no_pit = false;
     }
@@ -291,7 +230,7 @@ std::vector<Outcome> Seed003() {
       const double wall = o.s.result.wall_s > 0 ? o.s.result.wall_s : 1;
       f.progress_per_s = static_cast<double>(st.ipis) / wall;
       o.excerpt.clear();
-      const auto lines = Parsed(o.s);
+      const auto lines = ParsedInhibitLines(o.s);
       const bool active_at_end = lines.empty() || lines.back().inhibits == 0;
       o.checks.push_back({"AVIC active: no inhibit at the end", active_at_end});
       o.checks.push_back(
@@ -341,7 +280,7 @@ std::vector<Outcome> Seed004() {
     s.config.irqwin = virt::IrqWindowMode::kLegacy;
     s.config.pit_policy = virt::PitPolicy::kDiscard;  // the 2022 report had no PIT_REINJ
     Outcome o = RunOne(s, "ticks");
-    const auto v = Parsed(o.s);
+    const auto v = ParsedInhibitLines(o.s);
     const bool modified_at_end = !v.empty() && (v.back().inhibits & (1ul << 5));
     bool irqwin_on_top = false;
     for (const auto& p : v)
@@ -454,8 +393,11 @@ void WriteJson(const std::string& path, const std::map<std::string, std::vector<
         << ", \"inhibit_lines_per_s\": " << o.f.inhibit_lines_per_s
         << ", \"write_locks\": " << o.f.write_locks
         << ", \"irqwin_write_locks\": " << o.f.irqwin_write_locks
-        << ", \"broadcasts\": " << o.f.broadcasts << ", \"kicks\": " << o.f.kicks
-        << ", \"windows\": " << o.f.windows << ", \"window_exits\": " << o.f.window_exits
+        << ", \"broadcasts\": " << o.f.broadcasts
+        << ", \"irqwin_broadcasts_after_pit_reinj\": " << o.f.irqwin_broadcasts
+        << ", \"irqwin_updates_after_pit_reinj\": " << o.f.irqwin_updates
+        << ", \"kicks\": " << o.f.kicks << ", \"windows\": " << o.f.windows
+        << ", \"window_exits\": " << o.f.window_exits
         << ", \"progress_per_s\": " << o.f.progress_per_s << ", \"progress_unit\": \""
         << o.f.progress_unit << "\"";
       if (seed == "seed-003") {
@@ -478,13 +420,19 @@ void WriteJson(const std::string& path, const std::map<std::string, std::vector<
 struct ReproOptions {
   std::string seed;
   std::string json;
-  int ticks = 300;
+  std::string ticks = "300";
+  std::vector<std::string> extras;  // arguments CLI11 did not recognise
 };
 
 int ReproMain(const ReproOptions& opt) {
+  // Every check on the command line before the first guest runs (a run takes minutes).
   static const std::vector<std::string> kSeeds = {"seed-000", "seed-002", "seed-003", "seed-004"};
+  RejectExtras("repro", opt.extras,
+               "each seed sets its own VM options; apicv run takes them for one configuration");
   std::vector<std::string> seeds;
-  if (opt.seed == "all") {
+  if (opt.seed.empty()) {
+    throw UsageError("repro: missing scenario (seed-000, seed-002, seed-003, seed-004, all)");
+  } else if (opt.seed == "all") {
     seeds = kSeeds;
   } else if (std::find(kSeeds.begin(), kSeeds.end(), opt.seed) != kSeeds.end()) {
     seeds = {opt.seed};
@@ -492,12 +440,14 @@ int ReproMain(const ReproOptions& opt) {
     throw UsageError("repro: unknown scenario '" + opt.seed +
                      "' (seed-000, seed-002, seed-003, seed-004, all)");
   }
+  const int ticks = static_cast<int>(ParseIntOption("--ticks", opt.ticks, 20, 100000));
+  if (!opt.json.empty()) CheckWritable("--json", opt.json);
   std::map<std::string, std::vector<Outcome>> all;
   bool ok = true;
   try {
     for (const auto& seed : seeds) {
       std::vector<Outcome> v;
-      if (seed == "seed-000") v = Seed000(opt.ticks);
+      if (seed == "seed-000") v = Seed000(ticks);
       if (seed == "seed-002") v = Seed002();
       if (seed == "seed-003") v = Seed003();
       if (seed == "seed-004") v = Seed004();
@@ -517,12 +467,15 @@ int ReproMain(const ReproOptions& opt) {
 CommandRegistration reg("", [](CLI::App& app) {
   auto opt = std::make_shared<ReproOptions>();
   auto* cmd = app.add_subcommand("repro", "Reproduce the seed scenarios on real guests");
-  cmd->add_option("scenario", opt->seed, "seed-000 | seed-002 | seed-003 | seed-004 | all")
-      ->required();
+  cmd->add_option("scenario", opt->seed, "seed-000 | seed-002 | seed-003 | seed-004 | all");
   cmd->add_option("--json", opt->json, "Write the figures as JSON to this file");
-  cmd->add_option("--ticks", opt->ticks, "PIT ticks per seed-000 run")
-      ->check(CLI::Range(20, 100000));
-  cmd->callback([opt] { SetExitStatus(ReproMain(*opt)); });
+  cmd->add_option("--ticks", opt->ticks, "PIT ticks per seed-000 run, 20..100000 (default 300)");
+  // Unknown options and surplus arguments are reported by ReproMain in one line, like `run`.
+  cmd->allow_extras();
+  cmd->callback([opt, cmd] {
+    opt->extras = cmd->remaining();
+    SetExitStatus(ReproMain(*opt));
+  });
 });
 
 }  // namespace

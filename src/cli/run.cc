@@ -16,6 +16,7 @@
 #include "backend/kvm/run_guest.h"
 #include "builtin_guests.h"
 #include "cli/command.h"
+#include "cli/scenario.h"
 #include "devices/clock.h"
 #include "trace/trace_sink.h"
 
@@ -71,17 +72,6 @@ uint64_t ParseSize(const std::string& s) {
   return v * mul;
 }
 
-long ParseInt(const std::string& opt, const std::string& s, long lo, long hi) {
-  try {
-    size_t pos = 0;
-    const long v = std::stol(s, &pos, 0);
-    if (pos == s.size() && v >= lo && v <= hi) return v;
-  } catch (...) {
-  }
-  throw UsageError(opt + ": expected an integer in " + std::to_string(lo) + ".." +
-                   std::to_string(hi) + ", got '" + s + "'");
-}
-
 template <typename E>
 E Choose(const std::string& opt, const std::string& v, std::map<std::string, E> choices) {
   auto it = choices.find(v);
@@ -122,7 +112,7 @@ Parsed Parse(const std::vector<std::string>& args) {
       std::puts(kRunHelp);
       throw UsageError("run: help printed");
     } else if (a == "-smp") {
-      p.run.smp = static_cast<int>(ParseInt("-smp", next(), 1, kvm::kMaxVcpus));
+      p.run.smp = static_cast<int>(ParseIntOption("-smp", next(), 1, kvm::kMaxVcpus));
     } else if (a == "-m") {
       p.run.mem_size = ParseSize(next());
     } else if (a == "-kernel") {
@@ -156,7 +146,7 @@ Parsed Parse(const std::vector<std::string>& args) {
       if (!(p.run.timeout_s > 0 && p.run.timeout_s < 1e7))
         throw UsageError("--timeout: out of range");
     } else if (a == "-max-reboots") {
-      p.run.max_reboots = static_cast<int>(ParseInt("--max-reboots", next(), 0, 1000));
+      p.run.max_reboots = static_cast<int>(ParseIntOption("--max-reboots", next(), 0, 1000));
     } else if (a == "-stats") {
       p.stats = true;
     } else if (a == "-vendor") {
@@ -188,7 +178,8 @@ Parsed Parse(const std::vector<std::string>& args) {
           {{"current", virt::PmiDelivery::kCurrent}, {"legacy", virt::PmiDelivery::kLegacy}});
       p.layer_opts.push_back("--pmi-delivery");
     } else if (a == "-halt-poll-ns") {
-      cfg.halt_poll_ns = static_cast<uint64_t>(ParseInt("--halt-poll-ns", next(), 0, 100000000));
+      cfg.halt_poll_ns =
+          static_cast<uint64_t>(ParseIntOption("--halt-poll-ns", next(), 0, 100000000));
     } else if (a == "-machine" || a.rfind("-machine=", 0) == 0) {
       const std::string v = a == "-machine" ? next() : a.substr(9);
       const std::string key = "kernel-irqchip=";
