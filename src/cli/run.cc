@@ -85,6 +85,7 @@ struct Parsed {
   kvm::RunOptions run;
   std::string kernel_path, initrd_path, guest, serial = "stdio", trace_path;
   bool stats = false;
+  bool help = false;
   std::vector<std::string> layer_opts;  // options that only make sense with --irqchip apicv
   bool have_pit_policy = false, have_avic_kick = false;
 };
@@ -109,8 +110,8 @@ Parsed Parse(const std::vector<std::string>& args) {
       return args[++i];
     };
     if (a == "-h" || a == "-help") {
-      std::puts(kRunHelp);
-      throw UsageError("run: help printed");
+      p.help = true;  // help wins over everything else on the line; exit 0
+      return p;
     } else if (a == "-smp") {
       p.run.smp = static_cast<int>(ParseIntOption("-smp", next(), 1, kvm::kMaxVcpus));
     } else if (a == "-m") {
@@ -234,6 +235,10 @@ void ListGuests() {
 
 int RunMain(const std::vector<std::string>& args) {
   Parsed p = Parse(args);
+  if (p.help) {
+    std::puts(kRunHelp);
+    return 0;
+  }
   if (p.guest == "list") {
     ListGuests();
     return 0;
