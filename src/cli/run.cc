@@ -19,6 +19,7 @@
 #include "cli/scenario.h"
 #include "devices/clock.h"
 #include "trace/trace_sink.h"
+#include "virt/apicv_vm.h"
 
 namespace apicv::cli {
 namespace {
@@ -233,6 +234,74 @@ void ListGuests() {
   for (const auto& g : guests::BuiltinGuests()) std::printf("%-12s %s\n", g.name, g.description);
 }
 
+// RunGuest owns the irqchip it is given and destroys it before returning; --stats keeps the
+// ApicvVm alive through this forwarder to print the virtualization layer's counters afterwards.
+class KeptApicvVm final : public virt::IrqChip {
+ public:
+  explicit KeptApicvVm(std::shared_ptr<virt::ApicvVm> vm) : vm_(std::move(vm)) {}
+  virt::AccessResult mmio_read(int v, uint64_t gpa, void* d, unsigned n) override {
+    return vm_->mmio_read(v, gpa, d, n);
+  }
+  virt::AccessResult mmio_write(int v, uint64_t gpa, const void* d, unsigned n) override {
+    return vm_->mmio_write(v, gpa, d, n);
+  }
+  virt::AccessResult pio_in(int v, uint16_t port, void* d, unsigned n) override {
+    return vm_->pio_in(v, port, d, n);
+  }
+  virt::AccessResult pio_out(int v, uint16_t port, const void* d, unsigned n) override {
+    return vm_->pio_out(v, port, d, n);
+  }
+  virt::AccessResult rdmsr(int v, uint32_t msr, uint64_t* x) override {
+    return vm_->rdmsr(v, msr, x);
+  }
+  virt::AccessResult wrmsr(int v, uint32_t msr, uint64_t x) override {
+    return vm_->wrmsr(v, msr, x);
+  }
+  void set_cr8(int v, uint64_t cr8) override { vm_->set_cr8(v, cr8); }
+  uint64_t get_cr8(int v) override { return vm_->get_cr8(v); }
+  virt::Injection check_and_inject_events(int v, bool ready, bool if_set) override {
+    return vm_->check_and_inject_events(v, ready, if_set);
+  }
+  void interrupt_window_exit(int v) override { vm_->interrupt_window_exit(v); }
+  void vcpu_enter(int v) override { vm_->vcpu_enter(v); }
+  void vcpu_exit(int v) override { vm_->vcpu_exit(v); }
+  bool has_events(int v, bool if_set) override { return vm_->has_events(v, if_set); }
+  uint64_t next_deadline_ns(int v) override { return vm_->next_deadline_ns(v); }
+  void run_timers(int v) override { vm_->run_timers(v); }
+  virt::MpEvent take_mp_event(int v) override { return vm_->take_mp_event(v); }
+  void instruction_emulated(int v) override { vm_->instruction_emulated(v); }
+  void reset() override { vm_->reset(); }
+  void set_kick(std::function<void(int)> kick) override { vm_->set_kick(std::move(kick)); }
+
+ private:
+  std::shared_ptr<virt::ApicvVm> vm_;
+};
+
+void PrintVmStats(const virt::ApicvVm& vm) {
+  const virt::VmStats s = vm.stats();
+  auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  std::fprintf(stderr,
+               "  apicv layer: ipis %llu ipi-kicks %llu injections %llu hw-deliveries %llu "
+               "eois %llu (no exit %llu) pit ticks %llu acks %llu inhibits 0x%lx\n",
+               u(s.ipis), u(s.ipi_kicks), u(s.injections), u(s.hw_deliveries), u(s.eois),
+               u(s.eois_accelerated), u(s.pit_ticks), u(s.pit_acks), vm.inhibit_reasons());
+  if (vm.config().vendor == virt::VendorModel::kVmx) {
+    std::fprintf(stderr,
+                 "  posted interrupts: deliveries %llu notifications %llu wake-ups %llu "
+                 "suppressed (ON set) %llu coalesced %llu harvests %llu\n"
+                 "  EOI-exit bitmap: virtualized EOIs %llu EOI exits %llu ioapic scans %llu\n",
+                 u(s.pi_deliveries), u(s.pi_notifications), u(s.pi_wakeups), u(s.pi_suppressed_on),
+                 u(s.pi_coalesced), u(s.pi_harvests), u(s.vmx_eois_virtualized), u(s.vmx_eoi_exits),
+                 u(s.vmx_ioapic_scans));
+  } else {
+    std::fprintf(stderr,
+                 "  avic: accelerated ipis %llu incomplete-ipi exits %llu doorbells %llu "
+                 "kicks %llu\n",
+                 u(s.avic_accelerated_ipis), u(s.avic_incomplete_ipi), u(s.avic_doorbells),
+                 u(s.avic_kicks));
+  }
+}
+
 int RunMain(const std::vector<std::string>& args) {
   Parsed p = Parse(args);
   if (p.help) {
@@ -280,22 +349,34 @@ int RunMain(const std::vector<std::string>& args) {
     sink->set_output(trace_file);
     p.run.trace = sink.get();
   }
+  std::shared_ptr<virt::ApicvVm> vm;
+  if (p.stats && p.run.irqchip == kvm::IrqchipMode::kApicv && !p.run.irqchip_factory) {
+    p.run.irqchip_factory = [&vm, &p](const virt::VmConfig& cfg, const Clock& clock) {
+      vm = std::make_shared<virt::ApicvVm>(cfg, clock, p.run.trace);
+      return std::unique_ptr<virt::IrqChip>(new KeptApicvVm(vm));
+    };
+  }
   kvm::RunResult r;
   int status = 0;
+  bool run_failed = false;
   try {
     r = kvm::RunGuest(p.run);
     status = r.exit_code;
   } catch (const kvm::KvmUnavailable& e) {
     std::fprintf(stderr, "apicv: %s\n", e.what());
     status = 77;
+    run_failed = true;
   } catch (const std::runtime_error& e) {
     std::fprintf(stderr, "apicv: %s\n", e.what());
     status = 1;
+    run_failed = true;
   }
   std::fflush(stdout);
   if (serial_file) std::fclose(serial_file);
   if (trace_file) std::fclose(trace_file);
-  if (status == 77 || status == 1) return status;
+  // A guest that passes exits through isa-debug-exit with status 1: only a run that never
+  // completed returns here.
+  if (run_failed) return status;
   if (r.timed_out) {
     std::fprintf(stderr, "apicv: guest timed out after %g s (--timeout)\n", p.run.timeout_s);
   } else if (!r.error.empty()) {
@@ -320,6 +401,7 @@ int RunMain(const std::vector<std::string>& args) {
         (unsigned long long)c.nmis, (unsigned long long)c.kicks, (unsigned long long)c.kick_signals,
         (unsigned long long)c.halts, (unsigned long long)c.halt_poll_success,
         (unsigned long long)c.halt_sleeps, (unsigned long long)c.sipis);
+    if (vm) PrintVmStats(*vm);
   }
   return status;
 }

@@ -657,8 +657,15 @@ void ApicvVm::vmx_clear_pi(VcpuCtx& c) {
 
 void ApicvVm::request_scan_ioapic() {
   // kvm_make_scan_ioapic_request(): only the VMX model keeps an EOI-exit bitmap.
+  // KVM_REQ_SCAN_IOAPIC is NO_WAKEUP: a halted vCPU rescans when it next runs; one in the guest
+  // is kicked so it cannot EOI with a stale bitmap for long. (KVM also waits for the kicked
+  // vCPUs; nothing here depends on that.)
   if (config_.vendor != VendorModel::kVmx) return;
-  for (int i = 0; i < config_.nr_vcpus; ++i) reqs_.make_request_and_kick(i, kReqScanIoapic);
+  for (int i = 0; i < config_.nr_vcpus; ++i) {
+    VcpuRequests& r = reqs_.vcpu(i);
+    r.make_request(kReqScanIoapic);
+    if (r.exiting_guest_mode() == VcpuMode::kInGuestMode) kick(i);
+  }
 }
 
 void ApicvVm::vcpu_scan_ioapic(int vcpu) {

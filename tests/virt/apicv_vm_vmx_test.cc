@@ -250,6 +250,21 @@ TEST_F(VmxVmTest, BitmapFollowsRteRewrites) {
   EXPECT_FALSE(vm_->eoi_exit_bitmap(0).test(0x56));
 }
 
+TEST_F(VmxVmTest, ScanRequestKicksRunningVcpusButDoesNotWakeHaltedOnes) {
+  Make(3);
+  MaskPic();
+  vm_->vcpu_enter(1);                      // in the guest
+  EXPECT_FALSE(vm_->has_events(2, true));  // halted
+  const int k1 = Kicks(1), k2 = Kicks(2);
+  WriteRte(5, 0x55 | kRteLevel, 2);
+  // KVM_REQ_SCAN_IOAPIC is a NO_WAKEUP request: vCPU 2 rescans when something else wakes it.
+  EXPECT_GT(Kicks(1), k1);
+  EXPECT_EQ(Kicks(2), k2);
+  EXPECT_FALSE(vm_->eoi_exit_bitmap(2).test(0x55));
+  vm_->check_and_inject_events(2, false, true);
+  EXPECT_TRUE(vm_->eoi_exit_bitmap(2).test(0x55));
+}
+
 TEST_F(VmxVmTest, BitmapFollowsApicMapChanges) {
   Make(2);
   MaskPic();
