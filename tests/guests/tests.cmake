@@ -65,6 +65,16 @@ apicv_guest_test_apicv(guest_ioapic_apicv ioapic -append strict)
 apicv_guest_test_apicv(guest_reboot_apicv reboot -smp 2)
 apicv_guest_test_apicv(guest_ipi_bench_apicv ipi-bench -smp 2 -append "n=100")
 
+# The same guests with the APICv model (--vendor vmx): posted interrupts and the EOI-exit bitmap;
+# PIT reinjection (irqchip on, delay) leaves APICv active on VMX.
+apicv_guest_test_apicv(guest_apic_vmx apic --vendor vmx -append strict)
+apicv_guest_test_apicv(guest_smp_4_vmx smp --vendor vmx -smp 4)
+apicv_guest_test_apicv(guest_smp_64_vmx smp --vendor vmx -smp 64)
+apicv_guest_test_apicv(guest_pit_extint_vmx pit-extint --vendor vmx -append "ticks=200")
+apicv_guest_test_apicv(guest_ioapic_vmx ioapic --vendor vmx -append strict)
+apicv_guest_test_apicv(guest_reboot_vmx reboot --vendor vmx -smp 2)
+apicv_guest_test_apicv(guest_ipi_bench_vmx ipi-bench --vendor vmx -smp 2 -append "n=100")
+
 # The seed reproductions (issue 4/5): exit 0 when every expectation holds, 77 without /dev/kvm.
 foreach(seed seed-000 seed-002 seed-003 seed-004)
   add_test(NAME repro_${seed} COMMAND $<TARGET_FILE:apicv> repro ${seed})
