@@ -9,8 +9,7 @@
  * register, NMI delivery mode).
  * Reads CPUID leaf 0AH first: when it advertises an architectural PMU, the version must be >= 2,
  * there must be a GP counter of the 48 bits this guest assumes, and "instructions retired" must be
- * available, else the guest fails. A leaf reporting version 0 (a backend that does not advertise
- * apicv's vPMU) is noted and the MSR probe below decides.
+ * available, else the guest fails; a leaf reporting version 0 (no vPMU advertised) fails too.
  * Assumes the hypervisor counts every instruction it emulates (port I/O, MSR, MMIO, HLT) as one
  * retired instruction, as KVM's kvm_pmu_trigger_event() does.
  * Not supported: fixed counters, AMD PMUs, counting guest instructions that do not exit. */
@@ -91,8 +90,9 @@ static int check_cpuid_leaf_a(void) {
   rt_printf("CPUID.0AH: version %u, %u GP counters of %u bits, %u fixed of %u bits, EBX 0x%x\n",
             version, gp, width, d & 0x1F, (d >> 5) & 0xFF, b);
   if (version == 0) {
-    rt_printf("NOTE: CPUID.0AH advertises no architectural PMU; relying on the MSR probe\n");
-    return 1;
+    rt_fail("CPUID.0AH advertises no architectural PMU (version 0); this guest needs apicv's"
+            " Intel-compatible vPMU (--irqchip apicv)");
+    return 0;
   }
   if (version < 2 || gp < 1 || width != 48) {
     rt_fail(

@@ -132,7 +132,8 @@ class Machine {
     for (int i = 0; i < opt_.smp; ++i) {
       vcpus.push_back(std::make_unique<KvmVcpu>(sys_, vm.fd(), i));
       std::vector<kvm_cpuid_entry2> c = supported;
-      PatchCpuidForVcpu(c, static_cast<uint32_t>(i));
+      PatchCpuidForVcpu(c, static_cast<uint32_t>(i),
+                        GuestPmuFor(opt_.irqchip == IrqchipMode::kApicv, opt_.vm_config));
       if (!vcpus.back()->SetCpuid(c) && !cpuid_warned_) {
         cpuid_warned_ = true;
         std::fprintf(stderr, "apicv: KVM_SET_CPUID2 failed (%s): guest CPUID is unsupported here\n",
