@@ -90,8 +90,9 @@ static int check_cpuid_leaf_a(void) {
   rt_printf("CPUID.0AH: version %u, %u GP counters of %u bits, %u fixed of %u bits, EBX 0x%x\n",
             version, gp, width, d & 0x1F, (d >> 5) & 0xFF, b);
   if (version == 0) {
-    rt_fail("CPUID.0AH advertises no architectural PMU (version 0); this guest needs apicv's"
-            " Intel-compatible vPMU (--irqchip apicv)");
+    rt_fail(
+        "CPUID.0AH advertises no architectural PMU (version 0); this guest needs apicv's"
+        " Intel-compatible vPMU (--irqchip apicv)");
     return 0;
   }
   if (version < 2 || gp < 1 || width != 48) {
