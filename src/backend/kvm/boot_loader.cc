@@ -35,9 +35,10 @@ uint32_t Le32(std::span<const uint8_t> b, size_t off) {
 }
 
 struct MbHeader {
-  size_t offset;  // file offset of the magic
-  uint32_t flags;
-  uint32_t header_addr, load_addr, load_end_addr, bss_end_addr, entry_addr;
+  size_t offset = 0;  // file offset of the magic
+  uint32_t flags = 0;
+  // Only read from the image when flag bit 16 (a.out kludge) is set; zero otherwise.
+  uint32_t header_addr = 0, load_addr = 0, load_end_addr = 0, bss_end_addr = 0, entry_addr = 0;
 };
 
 bool FindHeader(std::span<const uint8_t> image, MbHeader* out) {
