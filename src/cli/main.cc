@@ -19,13 +19,16 @@ CommandRegistration::CommandRegistration(std::string parent, CommandSetup setup)
   Registry().push_back({std::move(parent), std::move(setup)});
 }
 
-void SetExitStatus(int status) { g_exit_status = status; }
+void SetExitStatus(int status) {
+  g_exit_status = status;
+}
 
 }  // namespace apicv::cli
 
 int main(int argc, char** argv) {
   using namespace apicv::cli;
-  CLI::App app{"apicv: x86 interrupt virtualization (LAPIC, IOAPIC, PIC, PIT, AVIC/APICv) in userspace"};
+  CLI::App app{
+      "apicv: x86 interrupt virtualization (LAPIC, IOAPIC, PIC, PIT, AVIC/APICv) in userspace"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks; results as JSON");
@@ -39,7 +42,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and friends are "errors" with exit code 0: let CLI11 print the help.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    // Everything else is bad user input: one line and the usage-error status, like UsageError.
+    std::fprintf(stderr, "apicv: %s (see --help)\n", e.what());
+    return 2;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "apicv: %s\n", e.what());
     return 2;
