@@ -39,6 +39,7 @@
 #include "cli/command.h"
 #include "devices/clock.h"
 #include "virt/apicv_vm.h"
+#include "virt/shared_irqchip.h"
 #include "virt/vm.h"
 
 namespace apicv::bench {
@@ -132,44 +133,6 @@ BENCHMARK(BM_PmiLapicMmioAccessOnly);
 
 // ---- Part 1: PMI-heavy guest runs ----
 
-// Lets RunGuest own an IrqChip while this file keeps the ApicvVm to read its Pmu afterwards.
-class KeptChip final : public virt::IrqChip {
- public:
-  explicit KeptChip(std::shared_ptr<virt::ApicvVm> vm) : vm_(std::move(vm)) {}
-  virt::AccessResult mmio_read(int v, uint64_t a, void* d, unsigned l) override {
-    return vm_->mmio_read(v, a, d, l);
-  }
-  virt::AccessResult mmio_write(int v, uint64_t a, const void* d, unsigned l) override {
-    return vm_->mmio_write(v, a, d, l);
-  }
-  virt::AccessResult pio_in(int v, uint16_t p, void* d, unsigned l) override {
-    return vm_->pio_in(v, p, d, l);
-  }
-  virt::AccessResult pio_out(int v, uint16_t p, const void* d, unsigned l) override {
-    return vm_->pio_out(v, p, d, l);
-  }
-  virt::AccessResult rdmsr(int v, uint32_t m, uint64_t* x) override { return vm_->rdmsr(v, m, x); }
-  virt::AccessResult wrmsr(int v, uint32_t m, uint64_t x) override { return vm_->wrmsr(v, m, x); }
-  void set_cr8(int v, uint64_t c) override { vm_->set_cr8(v, c); }
-  uint64_t get_cr8(int v) override { return vm_->get_cr8(v); }
-  virt::Injection check_and_inject_events(int v, bool r, bool i) override {
-    return vm_->check_and_inject_events(v, r, i);
-  }
-  void interrupt_window_exit(int v) override { vm_->interrupt_window_exit(v); }
-  void vcpu_enter(int v) override { vm_->vcpu_enter(v); }
-  void vcpu_exit(int v) override { vm_->vcpu_exit(v); }
-  bool has_events(int v, bool i) override { return vm_->has_events(v, i); }
-  uint64_t next_deadline_ns(int v) override { return vm_->next_deadline_ns(v); }
-  void run_timers(int v) override { vm_->run_timers(v); }
-  virt::MpEvent take_mp_event(int v) override { return vm_->take_mp_event(v); }
-  void instruction_emulated(int v) override { vm_->instruction_emulated(v); }
-  void reset() override { vm_->reset(); }
-  void set_kick(std::function<void(int)> k) override { vm_->set_kick(std::move(k)); }
-
- private:
-  std::shared_ptr<virt::ApicvVm> vm_;
-};
-
 struct GuestRun {
   std::string mode;
   bool passed = false;
@@ -225,7 +188,7 @@ GuestRun RunPmuGuest(virt::PmiDelivery mode, uint64_t period, uint64_t rounds) {
   };
   opt.irqchip_factory = [&vm](const virt::VmConfig& cfg, const Clock& clock) {
     vm = std::make_shared<virt::ApicvVm>(cfg, clock, nullptr);
-    return std::unique_ptr<virt::IrqChip>(new KeptChip(vm));
+    return virt::ShareApicvVm(vm);
   };
   const kvm::RunResult r = kvm::RunGuest(opt);
   if (vm) {

@@ -20,6 +20,7 @@
 #include "devices/clock.h"
 #include "trace/trace_sink.h"
 #include "virt/apicv_vm.h"
+#include "virt/shared_irqchip.h"
 
 namespace apicv::cli {
 namespace {
@@ -234,49 +235,6 @@ void ListGuests() {
   for (const auto& g : guests::BuiltinGuests()) std::printf("%-12s %s\n", g.name, g.description);
 }
 
-// RunGuest owns the irqchip it is given and destroys it before returning; --stats keeps the
-// ApicvVm alive through this forwarder to print the virtualization layer's counters afterwards.
-class KeptApicvVm final : public virt::IrqChip {
- public:
-  explicit KeptApicvVm(std::shared_ptr<virt::ApicvVm> vm) : vm_(std::move(vm)) {}
-  virt::AccessResult mmio_read(int v, uint64_t gpa, void* d, unsigned n) override {
-    return vm_->mmio_read(v, gpa, d, n);
-  }
-  virt::AccessResult mmio_write(int v, uint64_t gpa, const void* d, unsigned n) override {
-    return vm_->mmio_write(v, gpa, d, n);
-  }
-  virt::AccessResult pio_in(int v, uint16_t port, void* d, unsigned n) override {
-    return vm_->pio_in(v, port, d, n);
-  }
-  virt::AccessResult pio_out(int v, uint16_t port, const void* d, unsigned n) override {
-    return vm_->pio_out(v, port, d, n);
-  }
-  virt::AccessResult rdmsr(int v, uint32_t msr, uint64_t* x) override {
-    return vm_->rdmsr(v, msr, x);
-  }
-  virt::AccessResult wrmsr(int v, uint32_t msr, uint64_t x) override {
-    return vm_->wrmsr(v, msr, x);
-  }
-  void set_cr8(int v, uint64_t cr8) override { vm_->set_cr8(v, cr8); }
-  uint64_t get_cr8(int v) override { return vm_->get_cr8(v); }
-  virt::Injection check_and_inject_events(int v, bool ready, bool if_set) override {
-    return vm_->check_and_inject_events(v, ready, if_set);
-  }
-  void interrupt_window_exit(int v) override { vm_->interrupt_window_exit(v); }
-  void vcpu_enter(int v) override { vm_->vcpu_enter(v); }
-  void vcpu_exit(int v) override { vm_->vcpu_exit(v); }
-  bool has_events(int v, bool if_set) override { return vm_->has_events(v, if_set); }
-  uint64_t next_deadline_ns(int v) override { return vm_->next_deadline_ns(v); }
-  void run_timers(int v) override { vm_->run_timers(v); }
-  virt::MpEvent take_mp_event(int v) override { return vm_->take_mp_event(v); }
-  void instruction_emulated(int v) override { vm_->instruction_emulated(v); }
-  void reset() override { vm_->reset(); }
-  void set_kick(std::function<void(int)> kick) override { vm_->set_kick(std::move(kick)); }
-
- private:
-  std::shared_ptr<virt::ApicvVm> vm_;
-};
-
 void PrintVmStats(const virt::ApicvVm& vm) {
   const virt::VmStats s = vm.stats();
   auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
@@ -353,7 +311,7 @@ int RunMain(const std::vector<std::string>& args) {
   if (p.stats && p.run.irqchip == kvm::IrqchipMode::kApicv && !p.run.irqchip_factory) {
     p.run.irqchip_factory = [&vm, &p](const virt::VmConfig& cfg, const Clock& clock) {
       vm = std::make_shared<virt::ApicvVm>(cfg, clock, p.run.trace);
-      return std::unique_ptr<virt::IrqChip>(new KeptApicvVm(vm));
+      return virt::ShareApicvVm(vm);
     };
   }
   kvm::RunResult r;
