@@ -89,7 +89,9 @@ struct ApicvVm::VcpuCtx {
   // Published LAPIC timer deadline for the timer thread; the owner writes it.
   std::atomic<uint64_t> timer_deadline{UINT64_MAX};
   uint64_t kicked_deadline = UINT64_MAX;  // timer thread only
-  std::atomic<int> nmi_pending{0};        // KVM's nmi_queued, saturating at 2
+  // When an enabled cycle counter with PMI wraps if the guest keeps running (owner thread).
+  uint64_t pmu_deadline = UINT64_MAX;
+  std::atomic<int> nmi_pending{0};  // KVM's nmi_queued, saturating at 2
   std::atomic<bool> init_pending{false};
   std::atomic<int> sipi_vector{-1};
   int pending_external_vector = -1;  // split placement: the VMM layer's ExtINT (owner thread)
@@ -151,6 +153,7 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
   LapicConfig lc;
   lc.esr_sdm_mode = config.esr_sdm_mode;
   lc.tsc_khz = config.tsc_khz ? config.tsc_khz : HostTscKhz();
+  tsc_khz_ = lc.tsc_khz;
   PmuConfig pc;
   pc.model = config.pmu_vendor == PmuVendor::kIntel ? PmuModel::kIntelV2 : PmuModel::kAmd;
   vcpus_.reserve(static_cast<size_t>(config.nr_vcpus));
@@ -415,6 +418,8 @@ AccessResult ApicvVm::wrmsr(int vcpu, uint32_t msr, uint64_t value) {
         // Writing a counter or control can complete an overflow immediately (counter at -1 with
         // status bits); pick up a PMI request if one was raised.
         if (c.pmu.take_pmi_request()) reqs_.vcpu(vcpu).make_request(kReqPmi);
+        // Cycle counters count from now: the time before this write (in the VMM) is not theirs.
+        if (c.pmu.any_counter_enabled()) c.pmu.advance_cycles(now(), read_tsc(), 0, true);
         return AccessResult::kHandled;
       case PmuMsrResult::kGp:
       case PmuMsrResult::kNotPmu:
@@ -790,23 +795,29 @@ void ApicvVm::set_isa_irq(unsigned irq, bool level) {
   if (irq >= 24) return;
   if (irq < 16) {
     PicOutput pout;
+    uint8_t elcr, imr;
     {
       std::lock_guard<std::mutex> g(pic_mu_);
       pout = pic_.set_irq(irq, level);
       pic_output_.store(pic_.output(), std::memory_order_release);
+      elcr = pic_.elcr(irq >> 3);
+      imr = pic_.imr(irq >> 3);
     }
     trace::trace_kvm_pic_set_irq(dev_trace_, static_cast<uint8_t>(irq >> 3),
-                                 static_cast<uint8_t>(irq & 7), pic_.elcr(irq >> 3),
-                                 pic_.imr(irq >> 3), false);
+                                 static_cast<uint8_t>(irq & 7), elcr, imr, false);
     pic_output(pout);
   }
   const unsigned pin = irq == 0 ? kIsaIrq0IoApicPin : irq == kIsaIrq0IoApicPin ? 0xFF : irq;
   if (pin < x86::kIoApicNumPins) {
     IoApicOutput out;
+    uint64_t rte;
     {
       std::lock_guard<std::mutex> g(ioapic_mu_);
       out = ioapic_.set_irq(pin, level, now());
+      rte = ioapic_.rte(pin);
     }
+    // KVM traces every ioapic_set_irq() call, deassertions included, with the entry's bits.
+    trace::trace_kvm_ioapic_set_irq(dev_trace_, rte, static_cast<int>(pin), out.coalesced);
     ioapic_output(out);
   }
 }
@@ -967,6 +978,7 @@ void ApicvVm::vcpu_enter(int vcpu) {
   // __avic_vcpu_load / avic_vcpu_unblocking: IsRunning after the mode, so a sender that reads
   // IsRunning = 1 also sees IN_GUEST_MODE when it kicks.
   if (avic_) avic_->vcpu_load(vcpu, HostApicId(vcpu));
+  pmu_cycles_enter(vcpu);
   // A request that raced with the checks above must not wait for the next exit. On vmx the same
   // holds for a posted interrupt whose sender saw us outside guest mode (KVM syncs PIR again
   // after setting IN_GUEST_MODE); the mode store above and the sender's ON RMW are seq_cst.
@@ -979,6 +991,37 @@ void ApicvVm::vcpu_exit(int vcpu) {
   // __avic_vcpu_put: the vCPU leaves its pCPU (KVM_RUN returns to the VMM).
   if (avic_) avic_->vcpu_put(vcpu);
   reqs_.vcpu(vcpu).exit_guest_mode();
+  pmu_cycles_exit(vcpu);
+}
+
+// Cycle counters count guest time only: the interval from entry to exit, as a perf event that
+// excludes the host does. Entry resynchronises (time in the VMM or in HLT does not count), exit
+// counts. Guest CPL is not known at an exit without an ioctl, so cycles count as CPL 0.
+void ApicvVm::pmu_cycles_enter(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  if (!c.pmu.any_counter_enabled()) [[likely]] {
+    if (c.pmu_deadline != UINT64_MAX) {
+      c.pmu_deadline = UINT64_MAX;
+      note_timer(vcpu);
+    }
+    return;
+  }
+  c.pmu.advance_cycles(now(), read_tsc(), 0, /*halted=*/true);
+  const uint64_t d = c.pmu.next_cycles_overflow_ns(tsc_khz_);
+  if (d != c.pmu_deadline) {
+    // The timer thread kicks the vCPU out of the guest when the counter would wrap.
+    c.pmu_deadline = d;
+    note_timer(vcpu);
+  }
+}
+
+void ApicvVm::pmu_cycles_exit(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  if (!c.pmu.any_counter_enabled()) [[likely]]
+    return;
+  const PmuOverflow ov = c.pmu.advance_cycles(now(), read_tsc(), 0, /*halted=*/false);
+  // A perf overflow: KVM_REQ_PMI only (kvm_perf_overflow), in both delivery modes.
+  if (ov.pmi && c.pmu.take_pmi_request()) reqs_.vcpu(vcpu).make_request(kReqPmi);
 }
 
 bool ApicvVm::has_events(int vcpu, bool if_set) {
@@ -1034,7 +1077,7 @@ void ApicvVm::run_timers(int vcpu) {
 
 void ApicvVm::note_timer(int vcpu) {
   VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
-  const uint64_t d = c.lapic.next_timer_deadline_ns();
+  const uint64_t d = std::min(c.lapic.next_timer_deadline_ns(), c.pmu_deadline);
   if (c.timer_deadline.exchange(d, std::memory_order_acq_rel) != d) wake_timer_thread();
 }
 

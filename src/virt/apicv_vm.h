@@ -194,9 +194,12 @@ class ApicvVm final : public IrqChip {
   int take_extint(VcpuCtx& c);
   void deliver_pmi(int vcpu);
   void note_timer(int vcpu);
+  void pmu_cycles_enter(int vcpu);
+  void pmu_cycles_exit(int vcpu);
   void timer_thread_main();
   void wake_timer_thread();
   uint64_t now() const { return clock_.now_ns(); }
+  uint64_t tsc_khz_ = 0;  // guest TSC rate (the host's unless configured)
   static uint64_t read_tsc();
 
   const VmConfig config_;

@@ -3,6 +3,7 @@
 #include "virt/apicv_vm.h"
 
 #include <gtest/gtest.h>
+#include <x86intrin.h>
 
 #include <algorithm>
 #include <string>
@@ -254,6 +255,68 @@ TEST_F(VmTest, PmiLegacyDeliversTwoNmisCurrentDeliversOneAndMasksLvtpc) {
       EXPECT_TRUE(lvtpc & (1u << 16));
     }
   }
+}
+
+// Cycle counters count guest time only (entry to exit, measured with the TSC) and overflow into
+// a PMI request at the exit; time spent outside the guest does not count.
+TEST_F(VmTest, CyclesCounterCountsGuestTimeAndOverflowsAtExit) {
+  VmConfig cfg;
+  Make(cfg);
+  EnableX2Apic(0);
+  ASSERT_EQ(vm_->wrmsr(0, 0x834, 0x400), AccessResult::kHandled);  // LVTPC: NMI mode
+  // GP counter 0: unhalted core cycles (event 0x3C), OS, INT, EN; GLOBAL_CTRL bit 0.
+  ASSERT_EQ(vm_->wrmsr(0, 0x186, 0x3C | (1 << 17) | (1 << 20) | (1 << 22)), AccessResult::kHandled);
+  ASSERT_EQ(vm_->wrmsr(0, 0x38F, 1), AccessResult::kHandled);
+  const uint64_t kMask48 = (1ull << 48) - 1;
+  // Legacy IA32_PMC0 writes sign-extend bit 31: 2^31 cycles before the wrap.
+  const uint64_t start = (0ull - (1ull << 31)) & kMask48;
+  ASSERT_EQ(vm_->wrmsr(0, 0xC1, 0x80000000u), AccessResult::kHandled);
+
+  // 50M TSC ticks outside the guest, then an (almost) empty guest entry: the counter moves by
+  // the entry-to-exit interval only.
+  const uint64_t t0 = __rdtsc();
+  while (__rdtsc() - t0 < 50'000'000) {
+  }
+  vm_->vcpu_enter(0);
+  vm_->vcpu_exit(0);
+  uint64_t v = 0;
+  ASSERT_EQ(vm_->rdmsr(0, 0xC1, &v), AccessResult::kHandled);
+  EXPECT_LT(((v - start) & kMask48), 50'000'000u);
+
+  // Armed 1000 cycles before the wrap, with 1M ticks spent in the guest: overflow, status bit 0,
+  // and exactly one PMI (NMI mode) once the request is processed.
+  ASSERT_EQ(vm_->wrmsr(0, 0xC1, 0xFFFFFFFFu - 999), AccessResult::kHandled);  // -1000
+  vm_->vcpu_enter(0);
+  const uint64_t t1 = __rdtsc();
+  while (__rdtsc() - t1 < 1'000'000) {
+  }
+  vm_->vcpu_exit(0);
+  uint64_t status = 0;
+  ASSERT_EQ(vm_->rdmsr(0, 0x38E, &status), AccessResult::kHandled);
+  EXPECT_EQ(status & 1, 1u);
+  int nmis = 0;
+  for (int i = 0; i < 3; ++i) nmis += vm_->check_and_inject_events(0, true, true).nmi;
+  EXPECT_EQ(nmis, 1);
+}
+
+// kvm_ioapic_set_irq and kvm_pic_set_irq are emitted for every line change the devices see.
+TEST_F(VmTest, IsaLineChangesAreTracedForPicAndIoApic) {
+  VmConfig cfg;
+  Make(cfg);
+  // IOAPIC pin 5: vector 0x55, edge, physical destination 0.
+  uint32_t sel = 0x10 + 2 * 5, lo = 0x55;
+  ASSERT_EQ(vm_->mmio_write(0, 0xFEC00000, &sel, 4), AccessResult::kHandled);
+  ASSERT_EQ(vm_->mmio_write(0, 0xFEC00010, &lo, 4), AccessResult::kHandled);
+  sink_->clear_ring();
+  vm_->set_isa_irq(5, true);
+  int pic = 0, ioapic = 0;
+  for (const auto& l : sink_->ring_lines()) {
+    if (l.find("kvm_pic_set_irq: chip 0 pin 5 ") != std::string::npos) ++pic;
+    if (l.find("kvm_ioapic_set_irq: pin 5 dst 0 vec 85 (Fixed|physical|edge)") != std::string::npos)
+      ++ioapic;
+  }
+  EXPECT_EQ(pic, 1);
+  EXPECT_EQ(ioapic, 1);
 }
 
 TEST_F(VmTest, TestDevicePortDrivesIoApicLevelLine) {
