@@ -11,7 +11,8 @@
 //
 // Part 2 (in-process, Google Benchmark): (a) the PMU bookkeeping the KVM backend's exit path
 // performs: one IrqChip::instruction_emulated() per emulated exit (ApicvVm forwards it to
-// Pmu::instruction_retired; ApicvVm does not call Pmu::advance_cycles), with no counter enabled;
+// Pmu::instruction_retired), with no counter enabled; the cycle-counter hooks in vcpu_enter/exit
+// (one any_counter_enabled() test each when nothing is enabled) fall inside (b);
 // (b) the userspace handling of one exit by apicv's irqchip: the IrqChip calls the backend makes
 // around one LAPIC MMIO (TPR read) or MSR (IA32_APIC_BASE read) exit — run_timers,
 // check_and_inject_events, get_cr8, vcpu_enter, vcpu_exit, set_cr8, the access,
@@ -19,7 +20,7 @@
 // round trip of part 1 (guest-timed TSC ticks per port write, and host wall time / exits), which
 // includes KVM_RUN and the kernel's exit path. Only ratios from this one run are judged.
 //
-// Not measured: Pmu::advance_cycles (no caller on the exit path), CPL > 0 (the exit path always
+// Not measured: Pmu::advance_cycles with a cycle counter enabled, CPL > 0 (the exit path always
 // counts at CPL 0; see src/virt/apicv_vm.cc), multi-vCPU guests.
 #include <benchmark/benchmark.h>
 #include <sys/stat.h>

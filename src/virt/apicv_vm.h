@@ -35,7 +35,9 @@
 // "hotplug hack" ID format, IOMMU posted interrupts. VMX: SN is never set (vCPUs are not
 // preempted in the model), the notification vector is not delivered inside the guest (the kick
 // makes the target exit and harvest on re-entry), the RTC GSI 8 EOI tracking of the IOAPIC scan,
-// per-vCPU scan masks (every vCPU rescans on any RTE write), IPI virtualization (IPIv).
+// per-vCPU scan masks (every vCPU rescans on any RTE write), IPI virtualization (IPIv). vPMU:
+// the guest's CPL at an exit is unknown without an ioctl per exit, so emulated instructions and
+// cycles always count as CPL 0 (OS); cycles count from entry to exit at the TSC rate.
 #pragma once
 
 #include <array>
