@@ -54,3 +54,10 @@ apicv_usage_error_test(bench_irqwin_json_no_dir "bench|irqwin-guest|--json|${_no
                        "--json: cannot write")
 apicv_usage_error_test(bench_irqwin_vm_option "bench|irqwin-guest|--irqwin|counted"
                        "unexpected argument '--irqwin'")
+# Errors CLI11 itself raises (unknown option, missing value, no subcommand) follow the same rule.
+apicv_usage_error_test(cli11_unknown_option "bench|inhibit|--bogus"
+                       "The following argument was not expected: --bogus")
+apicv_usage_error_test(cli11_missing_value "bench|inhibit|--repeat" "--repeat: 1 required")
+apicv_usage_error_test(cli11_no_subcommand "bench" "A subcommand is required")
+apicv_usage_error_test(bench_inhibit_threads_zero "bench|inhibit|--threads|0"
+                       "--threads values must be 1\\.\\.1024")
