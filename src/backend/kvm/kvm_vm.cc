@@ -3,9 +3,9 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
-#include <x86intrin.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -139,15 +139,28 @@ KvmVcpu::KvmVcpu(const KvmSystem& sys, int vm_fd, int id) : id_(id) {
   run_ = static_cast<kvm_run*>(p);
   // Guest TSC = host TSC (offset ~0), so apicv's IA32_TSC_DEADLINE emulation can compare guest
   // deadlines with the host's rdtsc. KVM would otherwise start the guest TSC near 0.
-  alignas(8) uint8_t buf[sizeof(kvm_msrs) + sizeof(kvm_msr_entry)] = {};
-  auto* msrs = reinterpret_cast<kvm_msrs*>(buf);
-  auto* entry = reinterpret_cast<kvm_msr_entry*>(buf + sizeof(kvm_msrs));
-  msrs->nmsrs = 1;
-  entry->index = 0x10;  // IA32_TIME_STAMP_COUNTER
-  entry->data = __rdtsc();
-  if (ioctl(fd_, KVM_SET_MSRS, msrs) != 1) {
-    std::fprintf(stderr, "apicv: vCPU %d: could not set IA32_TSC; TSC-deadline timers may be off\n",
-                 id);
+  // struct kvm_msrs has a flexible array member: under C++ its sizeof is 16, not the kernel's 8,
+  // which would move the entries and change KVM_SET_MSRS' ioctl number (EINVAL). Kernel layout:
+  struct {
+    uint32_t nmsrs;
+    uint32_t pad;
+    kvm_msr_entry entry;
+  } one = {};
+  static_assert(sizeof(one) == 8 + sizeof(kvm_msr_entry));
+  constexpr unsigned long kIoctlSetMsrs = _IOW(KVMIO, 0x89, uint64_t);  // 8-byte kvm_msrs header
+  one.nmsrs = 1;
+  one.entry.index = 0x10;  // IA32_TIME_STAMP_COUNTER
+  one.entry.data = __rdtsc();
+  // Retry on EINTR (a kick signal may land here); report what KVM said otherwise.
+  int r;
+  do {
+    r = ioctl(fd_, kIoctlSetMsrs, &one);
+  } while (r < 0 && errno == EINTR);
+  if (r != 1) {
+    std::fprintf(stderr,
+                 "apicv: vCPU %d: could not set IA32_TSC (KVM_SET_MSRS returned %d%s%s); "
+                 "TSC-deadline timers may be off\n",
+                 id, r, r < 0 ? ", " : "", r < 0 ? std::strerror(errno) : "");
   }
 }
 
