@@ -20,6 +20,10 @@ apicv_usage_error_test(repro_ticks_junk "repro|seed-000|--ticks|12abc"
 apicv_usage_error_test(repro_vm_option "repro|seed-000|--vendor|vmx"
                        "repro: unexpected argument '--vendor'")
 apicv_usage_error_test(repro_json_no_dir "repro|all|--json|${_nodir}" "--json: cannot write")
+apicv_usage_error_test(repro_synthetic_seed000 "repro|seed-000|--backend|synthetic"
+                       "repro: seed-000 needs /dev/kvm. --backend synthetic supports seed-002 only")
+apicv_usage_error_test(repro_bad_backend "repro|seed-002|--backend|qemu"
+                       "repro: --backend: expected kvm\\|synthetic, got 'qemu'")
 apicv_usage_error_test(repro_json_dir "repro|seed-000|--json|${CMAKE_CURRENT_BINARY_DIR}"
                        "--json: cannot write")
 # apicv run: invalid combinations and values
