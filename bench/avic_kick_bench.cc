@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "apic_topology.h"
 #include "bench_json.h"
 #include "cli/command.h"
 #include "virt/avic.h"
@@ -23,7 +24,7 @@ using virt::Avic;
 using virt::AvicKickMode;
 using virt::AvicTableMode;
 
-enum class Mode { kPhysical, kX2ApicLogical, kCluster };
+using Mode = ApicTopology;  // physical, x2APIC logical and xAPIC cluster are measured
 
 // Kicks only count: no allocation, no locks, so the handler dominates.
 struct CountingOps final : virt::AvicVcpuOps {
@@ -39,31 +40,13 @@ struct CountingOps final : virt::AvicVcpuOps {
   long long irr = 0, doorbells = 0, wakes = 0, events = 0;
 };
 
-std::vector<ApicView> MakeViews(Mode mode, int n) {
-  std::vector<ApicView> v(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    ApicView& a = v[static_cast<size_t>(i)];
-    a.vcpu_id = static_cast<uint32_t>(i);
-    a.present = true;
-    a.sw_enabled = true;
-    a.xapic_id = static_cast<uint8_t>(i);
-    if (mode == Mode::kCluster) {
-      a.dfr = irq::kDfrCluster;
-      a.ldr = (static_cast<uint32_t>(i / 4) << 28) | (1u << (24 + i % 4));
-    } else {
-      a.x2apic = true;
-    }
-  }
-  return v;
-}
-
 struct Exit {
   uint32_t icrl, icrh, index;
 };
 
 void KickBench(benchmark::State& state, Mode mode, AvicKickMode kick) {
   const int n = static_cast<int>(state.range(0));
-  CountingOps ops(MakeViews(mode, n));
+  CountingOps ops(MakeApicViews(mode, n));
   const AvicTableMode table = n > 512 ? AvicTableMode::kX2AvicExt : AvicTableMode::kX2Avic;
   Avic avic({.table = table, .kick = kick}, n);
   for (int i = 0; i < n; ++i) avic.init_vcpu(i, static_cast<uint32_t>(i));
@@ -81,12 +64,14 @@ void KickBench(benchmark::State& state, Mode mode, AvicKickMode kick) {
         icrl |= x86::kIcrDestLogical;
         icrh = x86::X2ApicLdr(id);
         break;
+      case Mode::kFlat:
       case Mode::kCluster:
         icrl |= x86::kIcrDestLogical;
         icrh = ops.views[static_cast<size_t>(t)].ldr;  // LDR[31:24] sits where ICR2 dest does
         break;
     }
-    const auto r = avic.handle_icr_write(0, icrl, icrh, mode != Mode::kCluster, ops);
+    const bool x2apic = mode == Mode::kPhysical || mode == Mode::kX2ApicLogical;
+    const auto r = avic.handle_icr_write(0, icrl, icrh, x2apic, ops);
     // vCPU 0 is the sender and sees no exit for its own IPI; its exit is synthesised with the
     // index the hardware would report, so a 1-vCPU VM still has one exit to handle.
     if (!r.exit && t != 0) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "apic_topology.h"
 #include "bench_json.h"
 #include "cli/command.h"
 #include "irq/apic_bus.h"
@@ -23,34 +24,7 @@ using irq::ApicView;
 using irq::TargetList;
 using x86::InterruptRequest;
 
-enum class Mode { kPhysical, kFlat, kCluster, kX2ApicLogical };
-
-std::vector<ApicView> MakeVcpus(Mode mode, int n) {
-  std::vector<ApicView> v(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    ApicView& a = v[static_cast<size_t>(i)];
-    a.vcpu_id = static_cast<uint32_t>(i);
-    a.present = true;
-    a.sw_enabled = true;
-    a.xapic_id = static_cast<uint8_t>(i);
-    switch (mode) {
-      case Mode::kPhysical:
-      case Mode::kX2ApicLogical:
-        a.x2apic = true;  // physical routing beyond 255 vCPUs needs x2APIC IDs
-        a.ldr = x86::X2ApicLdr(a.vcpu_id);
-        break;
-      case Mode::kFlat:
-        a.dfr = x86::kDfrFlat;
-        a.ldr = 1u << (24 + i);
-        break;
-      case Mode::kCluster:
-        a.dfr = irq::kDfrCluster;
-        a.ldr = (static_cast<uint32_t>(i / 4) << 28) | (1u << (24 + i % 4));
-        break;
-    }
-  }
-  return v;
-}
+using Mode = ApicTopology;
 
 // One single-target request per vCPU, so the benchmark walks every destination.
 std::vector<InterruptRequest> MakeRequests(Mode mode, const std::vector<ApicView>& v) {
@@ -81,7 +55,7 @@ std::vector<InterruptRequest> MakeRequests(Mode mode, const std::vector<ApicView
 
 void RouteBench(benchmark::State& state, Mode mode, bool fast) {
   const int n = static_cast<int>(state.range(0));
-  const std::vector<ApicView> v = MakeVcpus(mode, n);
+  const std::vector<ApicView> v = MakeApicViews(mode, n);
   const std::vector<InterruptRequest> reqs = MakeRequests(mode, v);
   const ApicMap map(v);
   TargetList out;
@@ -128,7 +102,7 @@ void HighestIrrBench(benchmark::State& state) {
 }
 
 void RebuildBench(benchmark::State& state, Mode mode) {
-  const std::vector<ApicView> v = MakeVcpus(mode, static_cast<int>(state.range(0)));
+  const std::vector<ApicView> v = MakeApicViews(mode, static_cast<int>(state.range(0)));
   ApicMap map(v);
   for (auto _ : state) {
     map.Rebuild(v);
