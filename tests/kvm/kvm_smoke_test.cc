@@ -79,6 +79,28 @@ TEST(KvmSmoke, KvmIrqchipSerialSampleAndDebugExit) {
   EXPECT_GT(r.tsc_khz, 0u);
 }
 
+// In kvm mode port 0x61 belongs to KVM's PIT (KVM_PIT_SPEAKER_DUMMY): bit 0 reads back the
+// channel-2 gate that was written, bit 1 the speaker enable (8254/PC-AT port B layout).
+TEST(KvmSmoke, KvmIrqchipServesPortB) {
+  REQUIRE_KVM();
+  std::vector<uint8_t> c;
+  auto sample_port_b = [&c] {
+    c.insert(c.end(), {0xE4, 0x61, 0x0F, 0xB6, 0xC0});  // in al, 0x61; movzx eax, al
+    OutEax(c, 0x2100);
+  };
+  Out8(c, 0x61, 0x01);
+  sample_port_b();
+  Out8(c, 0x61, 0x02);
+  sample_port_b();
+  Out8(c, 0xF4, 0);
+  Hlt(c);
+  RunResult r = RunGuest(Base(c, IrqchipMode::kKvm, nullptr));
+  EXPECT_EQ(r.error, "");
+  ASSERT_EQ(r.samples.size(), 2u);
+  EXPECT_EQ(r.samples[0] & 0x03u, 0x01u);
+  EXPECT_EQ(r.samples[1] & 0x03u, 0x02u);
+}
+
 TEST(KvmSmoke, MultibootEntryRegisters) {
   REQUIRE_KVM();
   // a.out-kludge multiboot image: header then code at 0x100020.

@@ -100,7 +100,10 @@ KvmVm::KvmVm(const KvmSystem& sys, const GuestMemory& mem, IrqchipMode mode, int
       if (ioctl(fd_, KVM_ENABLE_CAP, &cap) != 0) Fail("KVM_CAP_X2APIC_API");
     }
     if (ioctl(fd_, KVM_CREATE_IRQCHIP, 0) != 0) Fail("KVM_CREATE_IRQCHIP");
+    // SPEAKER_DUMMY makes KVM serve port 0x61 (channel-2 gate and OUT2) next to its PIT, so
+    // guests that calibrate the TSC against channel 2 see the same PIT they program.
     kvm_pit_config pit{};
+    pit.flags = KVM_PIT_SPEAKER_DUMMY;
     if (ioctl(fd_, KVM_CREATE_PIT2, &pit) != 0) Fail("KVM_CREATE_PIT2");
   } else {
     if (sys.CheckExtension(KVM_CAP_X86_USER_SPACE_MSR) <= 0) {
