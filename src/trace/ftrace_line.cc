@@ -5,12 +5,24 @@
 
 namespace apicv::trace {
 
+namespace {
+
+// trace_find_cmdline(): the idle task and bogus pids get fixed names, others their saved comm.
+std::string CmdlineFor(const TaskContext& task) {
+  if (task.pid == 0) return "<idle>";
+  if (task.pid < 0) return "<XXX>";
+  return task.comm.substr(0, 15);  // TASK_COMM_LEN - 1
+}
+
+}  // namespace
+
 void AppendFtracePrefix(std::string& out, const TaskContext& task, uint64_t ts_ns,
                         std::string_view flags) {
-  // The kernel copies at most TASK_COMM_LEN-1 = 15 characters of comm.
-  const std::string comm = task.comm.substr(0, 15);
-  const unsigned long secs = static_cast<unsigned long>(ts_ns / 1000000000ull);
-  const unsigned long usecs = static_cast<unsigned long>((ts_ns % 1000000000ull) / 1000ull);
+  const std::string comm = CmdlineFor(task);
+  // ns2usecs() adds 500 ns before dividing: the printed microsecond is rounded to nearest.
+  const uint64_t usecs_total = (ts_ns + 500u) / 1000u;
+  const unsigned long secs = static_cast<unsigned long>(usecs_total / 1000000u);
+  const unsigned long usecs = static_cast<unsigned long>(usecs_total % 1000000u);
   char buf[128];
   const int n =
       std::snprintf(buf, sizeof(buf), "%16s-%-7d [%03d] %.*s %5lu.%06lu: ", comm.c_str(), task.pid,

@@ -57,6 +57,76 @@ TEST(FtraceLine, LongCommIsTruncatedTo15) {
   EXPECT_EQ(s.substr(0, 17), " abcdefghijklmno-");
 }
 
+// QEMU's main thread is "qemu-system-x86_64" (18 characters); the kernel keeps 15, which then
+// fill "%16s" with one space of padding (the 2022 report in seed 004 shows
+// "qemu-system-x86-10147").
+TEST(FtraceLine, QemuMainThreadCommIsCutAtTaskCommLen) {
+  TaskContext t{"qemu-system-x86_64", 10147, 222};
+  std::string s;
+  AppendFtracePrefix(s, t, 1116519052000ull);
+  EXPECT_EQ(s, " qemu-system-x86-10147   [222] .....  1116.519052: ");
+}
+
+TEST(FtraceLine, TwoDigitVcpuCommAndBigPidCpu) {
+  // "CPU 12/KVM" is 10 characters: 6 spaces. pid_max (4194304) fills "%-7d" exactly. A CPU
+  // number of 1000 or more just widens "[%03d]".
+  TaskContext t{"CPU 12/KVM", 4194304, 1023};
+  std::string s;
+  AppendFtracePrefix(s, t, 5000000ull);
+  EXPECT_EQ(s, "      CPU 12/KVM-4194304 [1023] .....     0.005000: ");
+}
+
+TEST(FtraceLine, PidZeroIsIdleAndNegativePidIsXXX) {
+  // trace_find_cmdline() ignores the comm for these.
+  std::string s;
+  AppendFtracePrefix(s, TaskContext{"CPU 0/KVM", 0, 0}, 0);
+  EXPECT_EQ(s, "          <idle>-0       [000] .....     0.000000: ");
+  s.clear();
+  AppendFtracePrefix(s, TaskContext{"CPU 0/KVM", -1, 4}, 0);
+  EXPECT_EQ(s, "           <XXX>--1      [004] .....     0.000000: ");
+}
+
+TEST(FtraceLine, TimestampRoundsToNearestMicrosecondLikeNs2usecs) {
+  TaskContext t{"CPU 1/KVM", 10403, 244};
+  std::string s;
+  // 42220.478284499 s: 499 ns rounds down.
+  AppendFtracePrefix(s, t, 42220478284499ull);
+  EXPECT_EQ(s, "       CPU 1/KVM-10403   [244] ..... 42220.478284: ");
+  s.clear();
+  // 42220.478284500 s: 500 ns rounds up.
+  AppendFtracePrefix(s, t, 42220478284500ull);
+  EXPECT_EQ(s, "       CPU 1/KVM-10403   [244] ..... 42220.478285: ");
+  s.clear();
+  // 1.9999995 s carries into the seconds.
+  AppendFtracePrefix(s, t, 1999999500ull);
+  EXPECT_EQ(s, "       CPU 1/KVM-10403   [244] .....     2.000000: ");
+}
+
+TEST(FtraceLine, LargeSecondsWidenTheField) {
+  TaskContext t{"CPU 3/KVM", 10405, 10};
+  std::string s;
+  // 11.6 days of uptime: 1000000 s needs 7 columns; "%5lu" is only a minimum.
+  AppendFtracePrefix(s, t, 1000000000001000ull);
+  EXPECT_EQ(s, "       CPU 3/KVM-10405   [010] ..... 1000000.000001: ");
+  s.clear();
+  // 99999 s is the widest value that still fits 5 columns.
+  AppendFtracePrefix(s, t, 99999999999000ull);
+  EXPECT_EQ(s, "       CPU 3/KVM-10405   [010] ..... 99999.999999: ");
+}
+
+TEST(FtraceLine, ExplicitFlagsAreCopiedVerbatim) {
+  TaskContext t{"CPU 0/KVM", 10402, 245};
+  std::string s;
+  AppendFtracePrefix(s, t, 42220477769000ull, "d.h1.");
+  EXPECT_EQ(s, "       CPU 0/KVM-10402   [245] d.h1. 42220.477769: ");
+}
+
+TEST(FtraceLine, WholeLineJoinsEventAndBody) {
+  EXPECT_EQ(FormatFtraceLine({"CPU 3/KVM", 10405, 10}, 42214489294000ull, "kvm_eoi",
+                             "apicid 3 vector 236"),
+            "       CPU 3/KVM-10405   [010] ..... 42214.489294: kvm_eoi: apicid 3 vector 236");
+}
+
 TEST(FtraceLine, SeedLinesRoundTripByteForByte) {
   for (const std::string& line : kSeedLines) {
     ParseResult r = ParseInhibitChangedLine(line);
