@@ -43,6 +43,17 @@ constexpr ApicRegName kApicRegs[] = {
     {0x3E0, "APIC_TDCR"},   {0x3F0, "APIC_SELF_IPI"}, {0x400, "APIC_EFEAT"},  {0x410, "APIC_ECTRL"},
 };
 
+// __print_symbolic() with kvm_trace_symbol_apic.
+std::string ApicRegSymbol(uint32_t offset) {
+  for (const auto& r : kApicRegs) {
+    if (r.offset == offset) return r.name;
+  }
+  return Printf("0x%lx", static_cast<unsigned long>(offset));
+}
+
+// kvm_irqchips (KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC).
+const char* const kIrqchips[3] = {"PIC master", "PIC slave", "IOAPIC"};
+
 }  // namespace
 
 std::string FormatApicvInhibitChanged(unsigned reason, bool set, unsigned long inhibits) {
@@ -88,6 +99,11 @@ std::string FormatEoi(uint32_t apicid, int vector) {
   return Printf("apicid %x vector %d", apicid, vector);
 }
 
+std::string FormatApic(bool write, uint32_t reg, uint64_t val) {
+  return Printf("apic_%s %s = 0x%llx", write ? "write" : "read", ApicRegSymbol(reg).c_str(),
+                static_cast<unsigned long long>(val));
+}
+
 std::string FormatAvicIncompleteIpi(uint32_t vcpu, uint32_t icrh, uint32_t icrl, uint32_t id,
                                     uint32_t index) {
   // The kernel's vsnprintf prints the "0x" of %#x even for zero (glibc does not), so the
@@ -97,11 +113,7 @@ std::string FormatAvicIncompleteIpi(uint32_t vcpu, uint32_t icrh, uint32_t icrl,
 
 std::string FormatAvicUnacceleratedAccess(uint32_t vcpu, uint32_t offset, bool trap, bool write,
                                           uint32_t vec) {
-  std::string name;
-  for (const auto& r : kApicRegs) {
-    if (r.offset == offset) name = r.name;
-  }
-  if (name.empty()) name = Printf("0x%lx", static_cast<unsigned long>(offset));
+  const std::string name = ApicRegSymbol(offset);
   return Printf("vcpu=%u, offset=0x%x(%s), %s, %s, vec=0x%x", vcpu, offset, name.c_str(),
                 trap ? "trap" : "fault", write ? "write" : "read", vec);
 }
@@ -119,6 +131,45 @@ std::string FormatIoapicSetIrq(uint64_t e, int pin, bool coalesced) {
                 kDeliverMode[(e >> 8) & 7], (e & (1u << 11)) ? "logical" : "physical",
                 (e & (1u << 15)) ? "level" : "edge", (e & (1u << 16)) ? "|masked" : "",
                 coalesced ? " (coalesced)" : "");
+}
+
+std::string FormatIoapicDelayedEoiInj(uint64_t e) {
+  return Printf("dst %x vec %u (%s|%s|%s%s)", static_cast<unsigned>((e >> 56) & 0xFF),
+                static_cast<unsigned>(e & 0xFF), kDeliverMode[(e >> 8) & 7],
+                (e & (1u << 11)) ? "logical" : "physical", (e & (1u << 15)) ? "level" : "edge",
+                (e & (1u << 16)) ? "|masked" : "");
+}
+
+std::string FormatMsiSetIrq(uint64_t address, uint64_t data) {
+  // Destination ID bits 7:0 from address[19:12], bits 31:8 from address[63:40] (the extended
+  // destination ID / x2APIC high bits), as the kernel's expression computes them.
+  const unsigned long long dst = ((address >> 12) & 0xFF) | ((address >> 32) & 0xFFFFFF00ull);
+  return Printf("dst %llx vec %u (%s|%s|%s%s)", dst, static_cast<unsigned>(data & 0xFF),
+                kDeliverMode[(data >> 8) & 7], (address & (1u << 2)) ? "logical" : "physical",
+                (data & (1u << 15)) ? "level" : "edge", (address & (1u << 3)) ? "|rh" : "");
+}
+
+std::string FormatSetIrq(unsigned gsi, int level, int irq_source_id) {
+  return Printf("gsi %u level %d source %d", gsi, level, irq_source_id);
+}
+
+std::string FormatAckIrq(unsigned irqchip, unsigned pin) {
+  const std::string chip = irqchip < 3 ? std::string(kIrqchips[irqchip])
+                                       : Printf("0x%lx", static_cast<unsigned long>(irqchip));
+  return Printf("irqchip %s pin %u", chip.c_str(), pin);
+}
+
+std::string FormatAvicKickVcpuSlowpath(uint32_t icrh, uint32_t icrl, uint32_t index) {
+  // Kernel "%#08x": the 8 columns include "0x", so at least 6 digits, and "0x" even for zero.
+  return Printf("icrh:icrl=0x%06x:%08x, index=%u", icrh, icrl, index);
+}
+
+std::string FormatAvicDoorbell(uint32_t vcpuid, uint32_t apicid) {
+  return Printf("vcpuid=%u, apicid=%u", vcpuid, apicid);
+}
+
+std::string FormatAvicGaLog(uint32_t vmid, uint32_t vcpuid) {
+  return Printf("vmid=%u, vcpuid=%u", vmid, vcpuid);
 }
 
 }  // namespace apicv::trace
