@@ -132,16 +132,24 @@ cli::CommandRegistration reg("bench", [](CLI::App& bench) {
   AddBenchOptions(cmd, options);
   cmd->callback([options] {
     const std::vector<BenchRun> runs = RunBenchmarks(*options);
-    bool ok = CheckRatio(runs, "fast physical 1024 vCPUs within 1.5x of 1 vCPU",
-                         "avic_kick/fast/physical/1024", "avic_kick/fast/physical/1", 1.5, true);
+    const bool judge = options->judge_timing;
+    // Time-independent: the fast path looks at the one vCPU the exit's table index names; the
+    // slow path matches the destination against every vCPU of the VM.
+    bool ok = CheckCounterPerArg(runs, "fast kick examines 1 vCPU per exit at every size",
+                                 "avic_kick/fast/", "examined_per_exit", 1.0, 0.0, 1e9);
+    ok &= CheckCounterPerArg(runs, "slow kick examines every vCPU per exit", "avic_kick/slow/",
+                             "examined_per_exit", 1e9, 1.0, 1.0);
+    ok &= CheckRatio(runs, "fast physical 1024 vCPUs within 1.5x of 1 vCPU",
+                     "avic_kick/fast/physical/1024", "avic_kick/fast/physical/1", 1.5, true, judge);
     ok &= CheckRatio(runs, "fast x2APIC logical 1024 vCPUs within 1.5x of 1 vCPU",
                      "avic_kick/fast/x2apic_logical/1024", "avic_kick/fast/x2apic_logical/1", 1.5,
-                     true);
+                     true, judge);
     ok &= CheckRatio(runs, "slow >= 50x fast at 1024 vCPUs (physical)",
-                     "avic_kick/slow/physical/1024", "avic_kick/fast/physical/1024", 50.0, false);
+                     "avic_kick/slow/physical/1024", "avic_kick/fast/physical/1024", 50.0, false,
+                     judge);
     ok &= CheckRatio(runs, "slow >= 50x fast at 1024 vCPUs (x2APIC logical)",
                      "avic_kick/slow/x2apic_logical/1024", "avic_kick/fast/x2apic_logical/1024",
-                     50.0, false);
+                     50.0, false, judge);
     if (!ok) cli::SetExitStatus(1);
   });
 });

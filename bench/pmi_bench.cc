@@ -343,11 +343,13 @@ void Run(const Options& o) {
   if (book && mmio) {
     const double r = book->cpu_ns / mmio->cpu_ns;
     const bool ok = r < kTargetBookkeepingRatio;
+    const bool judge = o.bench.judge_timing;
     std::printf(
         "%s PMU bookkeeping / LAPIC-MMIO exit handling (in-process): %.2f ns / %.2f ns = "
-        "%.2f%% (target < %.0f%%)\n",
-        ok ? "PASS" : "FAIL", book->cpu_ns, mmio->cpu_ns, 100 * r, 100 * kTargetBookkeepingRatio);
-    pass = pass && ok;
+        "%.2f%% (target < %.0f%%)%s\n",
+        judge ? (ok ? "PASS" : "FAIL") : "REPORTED", book->cpu_ns, mmio->cpu_ns, 100 * r,
+        100 * kTargetBookkeepingRatio, judge ? "" : " [not judged: --no-timing-targets]");
+    pass = pass && (ok || !judge);
   } else {
     std::printf("FAIL: the in-process benchmarks did not all run\n");
     pass = false;
