@@ -48,7 +48,8 @@ class Cursor {
 
 ParseResult Fail(size_t col, const std::string& what) {
   ParseResult r;
-  r.error = "column " + std::to_string(col + 1) + ": " + what;
+  r.column = col + 1;
+  r.error = "column " + std::to_string(r.column) + ": " + what;
   return r;
 }
 

@@ -1,0 +1,121 @@
+// `apicv trace summary FILE|-` and `apicv trace diff A B`: a host's (or apicv's) ftrace text of
+// kvm_apicv_inhibit_changed, summarised with the seed-000 verdict or compared transition by
+// transition (trace/inhibit_trace_compare.h holds the logic; this file opens files and prints).
+// Exit status: summary 0; diff 0 match, 1 differ; 2 bad options or bad input (a missing file, a
+// directory, a binary or over-long line, a malformed kvm_apicv_inhibit_changed line, or a trace
+// without any kvm_apicv_inhibit_changed line), reported as one line "apicv: FILE:LINE:COLUMN:
+// what".
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "cli/command.h"
+#include "cli/scenario.h"
+#include "trace/inhibit_trace_compare.h"
+
+namespace apicv::cli {
+namespace {
+
+// Opens a trace file for reading, or throws a UsageError naming it.
+std::unique_ptr<std::istream> OpenTrace(const std::string& path) {
+  if (path.empty()) throw UsageError("trace: empty file name");
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    throw UsageError(path + ": cannot open: " + std::strerror(errno));
+  }
+  if (S_ISDIR(st.st_mode)) throw UsageError(path + ": is a directory, expected a trace file");
+  auto f = std::make_unique<std::ifstream>(path, std::ios::binary);
+  if (!*f) throw UsageError(path + ": cannot open: " + std::strerror(errno));
+  return f;
+}
+
+[[noreturn]] void ThrowTraceError(const std::string& name, const trace::TraceError& e) {
+  if (e.line == 0) throw UsageError(name + ": " + e.what);
+  throw UsageError(name + ":" + std::to_string(e.line) + ":" + std::to_string(e.column) + ": " +
+                   e.what);
+}
+
+void WriteFileOrThrow(const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr)
+    throw UsageError("--json: cannot write '" + path + "': " + std::strerror(errno));
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (std::fclose(f) != 0 || !ok) throw UsageError("--json: write failed for '" + path + "'");
+}
+
+struct SummaryOptions {
+  std::string file;
+  std::string json;
+};
+
+void SummaryMain(const SummaryOptions& opt) {
+  if (!opt.json.empty()) CheckWritable("--json", opt.json);
+  const bool stdin_trace = opt.file == "-";
+  const std::string name = stdin_trace ? "(stdin)" : opt.file;
+  std::unique_ptr<std::istream> owned;
+  if (!stdin_trace) owned = OpenTrace(opt.file);
+  std::istream& in = stdin_trace ? std::cin : *owned;
+  trace::TraceSummary s;
+  if (auto e = trace::SummarizeTrace(in, &s)) ThrowTraceError(name, *e);
+  if (s.inhibit_lines == 0) {
+    throw UsageError(name + ": no kvm_apicv_inhibit_changed lines (" + std::to_string(s.lines) +
+                     " lines read); enable the event: echo 1 > "
+                     "/sys/kernel/tracing/events/kvm/kvm_apicv_inhibit_changed/enable");
+  }
+  std::fputs(trace::FormatSummary(s, name).c_str(), stdout);
+  if (!opt.json.empty()) WriteFileOrThrow(opt.json, trace::SummaryJson(s, name));
+}
+
+struct DiffCmdOptions {
+  std::string a, b;
+  bool align = false;
+};
+
+int DiffMain(const DiffCmdOptions& opt) {
+  for (const std::string* p : {&opt.a, &opt.b}) {
+    // Each trace is read more than once (to keep memory bounded), so stdin cannot be one.
+    if (*p == "-") throw UsageError("trace diff: '-' (stdin) is not supported; give a file");
+    OpenTrace(*p);  // reports a missing file or a directory before anything is read
+  }
+  trace::TraceDiff d;
+  trace::DiffOptions dopt;
+  dopt.align = opt.align;
+  const auto err = trace::DiffTraces([&] { return OpenTrace(opt.a); },
+                                     [&] { return OpenTrace(opt.b); }, dopt, &d);
+  if (err) ThrowTraceError(err->which == 0 ? opt.a : opt.b, err->error);
+  std::fputs(trace::FormatDiff(d, opt.a, opt.b).c_str(), stdout);
+  return d.match ? 0 : 1;
+}
+
+CommandRegistration reg("", [](CLI::App& app) {
+  auto* trace_cmd = app.add_subcommand(
+      "trace", "Summarise or compare kvm_apicv_inhibit_changed traces (host ftrace or --trace)");
+  trace_cmd->require_subcommand(1);
+
+  auto sopt = std::make_shared<SummaryOptions>();
+  auto* summary = trace_cmd->add_subcommand(
+      "summary", "Counts per reason/mask/thread/CPU and the seed-000 verdict of one trace");
+  summary->add_option("file", sopt->file, "ftrace text file, or - for stdin")->required();
+  summary->add_option("--json", sopt->json, "Also write the figures as JSON to this file");
+  summary->callback([sopt] { SummaryMain(*sopt); });
+
+  auto dopt = std::make_shared<DiffCmdOptions>();
+  auto* diff = trace_cmd->add_subcommand(
+      "diff",
+      "Compare two traces' (set/cleared, reason, mask) transitions; exit 0 match, 1 differ");
+  diff->add_option("a", dopt->a, "first trace file")->required();
+  diff->add_option("b", dopt->b, "second trace file")->required();
+  diff->add_flag("--align", dopt->align,
+                 "Start each trace at the first transition they share (e.g. a host trace "
+                 "captured mid-run against a run from VM creation); the overlap must match");
+  diff->callback([dopt] { SetExitStatus(DiffMain(*dopt)); });
+});
+
+}  // namespace
+}  // namespace apicv::cli

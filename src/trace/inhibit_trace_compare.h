@@ -1,0 +1,218 @@
+// Summary and comparison of kvm_apicv_inhibit_changed traces (spec §1.1 reasons, §2.7 line format,
+// §3.1 the seed-000 IRQWIN pathology), behind `apicv trace summary` and `apicv trace diff`.
+//
+// A trace is ftrace text: a host's /sys/kernel/tracing/trace, `trace-cmd report` output or apicv's
+// own `--trace` file. Lines whose first non-blank character is '#' are comments; lines of other
+// events (and stack traces, blank lines) are skipped and counted; every line holding the event
+// name "kvm_apicv_inhibit_changed:" must parse (inhibit_trace_parser.h) or the whole trace is
+// rejected with LINE:COLUMN. Input is untrusted: it is streamed line by line, a line longer than
+// kMaxLineLength or holding a NUL byte (a binary file, e.g. trace.dat) is an error, and every
+// per-key table is capped at kMaxDistinctKeys entries (the rest is counted as "other").
+//
+// Comparison works on transitions (set/cleared, reason, mask), ignoring comm, pid, cpu and time.
+// Consecutive equal transitions are collapsed into one run: several vCPUs opening the same window
+// at once, or KVM re-arming an open window, print the same line again without changing the state.
+//
+// Not supported: trace.dat (binary), the historical reason numberings of spec §1.2 (reasons are
+// named with the current numbering even in the pre-2024 format without names), per-thread ordering
+// (lines are taken in file order, which is per-CPU-buffer merge order on a host).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <istream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+#include "trace/inhibit_trace_parser.h"
+
+namespace apicv::trace {
+
+inline constexpr size_t kMaxDistinctKeys = 256;
+
+// Where a trace is bad: 1-based line and column, and what.
+struct TraceError {
+  uint64_t line = 0;
+  size_t column = 0;
+  std::string what;
+};
+
+struct InhibitEvent {
+  uint64_t line = 0;  // 1-based line number in the trace
+  InhibitChangedRecord record;
+};
+
+// Streams a trace and yields its kvm_apicv_inhibit_changed lines.
+class InhibitTraceReader {
+ public:
+  explicit InhibitTraceReader(std::istream& in) : in_(in) {}
+
+  // The next event; false at the end of the input or at the first bad line (then error() is set
+  // and every later call returns false).
+  bool Next(InhibitEvent* ev);
+  const std::optional<TraceError>& error() const { return error_; }
+
+  uint64_t lines() const { return lines_; }
+  uint64_t comment_lines() const { return comment_lines_; }
+  uint64_t other_lines() const { return other_lines_; }
+
+ private:
+  enum class Read { kLine, kEnd, kTooLong };
+  Read ReadLine();
+
+  std::istream& in_;
+  std::string line_;
+  std::optional<TraceError> error_;
+  uint64_t lines_ = 0, comment_lines_ = 0, other_lines_ = 0;
+};
+
+struct Transition {
+  bool set = false;
+  unsigned reason = 0;
+  unsigned long inhibits = 0;
+
+  friend bool operator==(const Transition&, const Transition&) = default;
+  friend bool operator<(const Transition& a, const Transition& b) {
+    return std::tie(a.reason, a.set, a.inhibits) < std::tie(b.reason, b.set, b.inhibits);
+  }
+};
+Transition TransitionOf(const InhibitChangedRecord& r);
+// The event body as KVM prints it: "set reason=8, inhibits=0x300 IRQWIN|PIT_REINJ".
+std::string FormatTransition(const Transition& t);
+// "IRQWIN" for a known reason, "reason 13" otherwise.
+std::string ReasonName(unsigned reason);
+
+struct ReasonCounts {
+  uint64_t set = 0;
+  uint64_t cleared = 0;
+};
+
+// Counted-with-cap table: the first kMaxDistinctKeys keys are kept, later new keys go to `other`.
+template <typename K>
+struct CappedCounts {
+  std::map<K, uint64_t> counts;
+  uint64_t other = 0;
+  void Add(const K& k) {
+    auto it = counts.find(k);
+    if (it != counts.end()) {
+      ++it->second;
+    } else if (counts.size() < kMaxDistinctKeys) {
+      counts.emplace(k, 1);
+    } else {
+      ++other;
+    }
+  }
+};
+
+// The seed-000 signature (spec §3.1): IRQWIN (reason 8) set and cleared while PIT_REINJ (bit 9)
+// stays set in both masks, i.e. AVIC is inhibited anyway and every IRQ window still takes
+// apicv_update_lock for write.
+struct Seed000Signature {
+  uint64_t irqwin_set = 0;                   // "set reason=8" with bits 8 and 9 in the mask
+  uint64_t irqwin_cleared = 0;               // "cleared reason=8" with bit 9 and without bit 8
+  uint64_t pit_reinj_lines = 0;              // any line whose mask has PIT_REINJ
+  uint64_t first_ts_ns = 0, last_ts_ns = 0;  // of those lines (min/max)
+
+  bool present() const { return irqwin_set > 0 && irqwin_cleared > 0; }
+  double span_s() const { return static_cast<double>(last_ts_ns - first_ts_ns) / 1e9; }
+  // IRQ windows (set lines) per second over the signature's span; 0 when the span is 0.
+  double windows_per_s() const;
+};
+
+struct TraceSummary {
+  uint64_t lines = 0, comment_lines = 0, other_lines = 0;
+  uint64_t inhibit_lines = 0;
+  uint64_t named_lines = 0, unnamed_lines = 0;  // current format / pre-2024 format
+  uint64_t first_ts_ns = 0, last_ts_ns = 0;     // min/max over inhibit lines
+  std::array<ReasonCounts, 64> reasons{};       // indexed by reason (the parser caps it at 63)
+  CappedCounts<unsigned long> masks;
+  CappedCounts<std::string> threads;  // "comm-pid"
+  CappedCounts<int> cpus;
+  CappedCounts<Transition> transitions;
+  uint64_t runs = 0;  // transitions after collapsing consecutive repeats (see TransitionRun)
+  Seed000Signature seed000;
+
+  void Add(const InhibitChangedRecord& r);
+  double span_s() const { return static_cast<double>(last_ts_ns - first_ts_ns) / 1e9; }
+  // Inhibit lines per second over the span; 0 when the span is 0.
+  double lines_per_s() const;
+
+ private:
+  Transition last_;
+};
+
+// Reads the whole trace into `out`; on a bad line returns the error (out holds what came before).
+std::optional<TraceError> SummarizeTrace(std::istream& in, TraceSummary* out);
+
+// One line, starting "verdict: ", naming the seed-000 signature and its rate or saying it is
+// absent.
+std::string Seed000Verdict(const TraceSummary& s);
+// The human-readable report of `apicv trace summary` (`name` is the file name shown).
+std::string FormatSummary(const TraceSummary& s, std::string_view name);
+// The same figures as a JSON object.
+std::string SummaryJson(const TraceSummary& s, std::string_view name);
+
+// Consecutive equal transitions, collapsed.
+struct TransitionRun {
+  Transition t;
+  uint64_t first_line = 0;  // line of the run's first event
+  uint64_t count = 0;       // events in the run
+};
+
+class TransitionRuns {
+ public:
+  explicit TransitionRuns(std::istream& in) : reader_(in) {}
+  // The next run; false at the end or on a bad line (then error() is set).
+  bool Next(TransitionRun* run);
+  const std::optional<TraceError>& error() const { return reader_.error(); }
+
+ private:
+  InhibitTraceReader reader_;
+  std::optional<InhibitEvent> pending_;
+  bool started_ = false;
+};
+
+// Opens a trace (again): diff reads each trace more than once instead of keeping it in memory.
+using TraceOpener = std::function<std::unique_ptr<std::istream>()>;
+
+struct DiffOptions {
+  // false: both run sequences are compared from their first transition and must be equal.
+  // true: each starts at the first transition they share (the first run of one trace, searched
+  // for in the other), e.g. a host trace captured mid-run against an apicv run from VM creation;
+  // they match when the overlap is equal, and what follows the shorter one is reported.
+  bool align = false;
+};
+
+struct TraceDiff {
+  TraceSummary a, b;
+  bool match = false;
+  bool align = false;                               // DiffOptions::align
+  bool aligned = false;                             // align requested and a shared transition found
+  uint64_t a_start_line = 0, b_start_line = 0;      // where the comparison started
+  uint64_t a_skipped_runs = 0, b_skipped_runs = 0;  // runs before the start
+  uint64_t runs_compared = 0;  // equal runs compared before the divergence or the end
+  // The first divergence: the run of each trace at that position; nullopt where that trace had
+  // ended (with both set or one set and one ended, !match).
+  std::optional<TransitionRun> a_at, b_at;
+  // Runs left in each trace after the overlap (align mode: reported, not a difference).
+  uint64_t a_runs_after = 0, b_runs_after = 0;
+};
+
+struct DiffError {
+  int which = 0;  // 0: trace A, 1: trace B
+  TraceError error;
+};
+
+// Compares traces A and B; an error if either has a bad line or no kvm_apicv_inhibit_changed line.
+std::optional<DiffError> DiffTraces(const TraceOpener& open_a, const TraceOpener& open_b,
+                                    const DiffOptions& opt, TraceDiff* out);
+
+// The report of `apicv trace diff`.
+std::string FormatDiff(const TraceDiff& d, std::string_view a_name, std::string_view b_name);
+
+}  // namespace apicv::trace
