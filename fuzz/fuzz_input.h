@@ -36,10 +36,14 @@ class Verdict {
  public:
   bool ok() const { return msg_.empty(); }
   const std::string& message() const { return msg_; }
-  // Records `what` (with the op index) if `cond` is false. Returns cond.
-  bool check(bool cond, size_t op, const std::string& what) {
-    if (!cond && msg_.empty()) msg_ = "op " + std::to_string(op) + ": " + what;
+  // Records `what` (with the op index) if `cond` is false. Returns cond. Messages are literals
+  // so the common, passing case costs no allocation; use fail() for a formatted one.
+  bool check(bool cond, size_t op, const char* what) {
+    if (!cond) fail(op, what);
     return cond;
+  }
+  void fail(size_t op, const std::string& what) {
+    if (msg_.empty()) msg_ = "op " + std::to_string(op) + ": " + what;
   }
 
  private:

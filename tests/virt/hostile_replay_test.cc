@@ -16,7 +16,7 @@ namespace apicv::fuzz {
 namespace {
 
 constexpr uint64_t kSeedBase = 5000000;  // distinct per device
-constexpr int kInputs = 300;
+constexpr int kInputs = 1000;
 constexpr size_t kBytesPerInput = 1200;  // about 200 ops
 
 TEST(HostileReplay, FixedSeedsKeepEveryInvariant) {
