@@ -109,3 +109,29 @@ set_tests_properties(bench_irqwin_guest PROPERTIES
   SKIP_REGULAR_EXPRESSION "irqwin-guest: skipped"
   RUN_SERIAL TRUE
   TIMEOUT 300)
+
+# `apicv trace diff` of the seed-000 host excerpt (tests/data) against a real run of the seed-000
+# configuration (pit-extint, svm, AVIC on, kernel-irqchip=on, lost_tick_policy=delay; the setup of
+# `apicv repro seed-000`, which keeps its trace in memory, so `apicv run --trace` writes the file).
+# Legacy IRQ windows: the run shows the seed-000 signature and, aligned at the host's first line,
+# the same 'set 0x300 IRQWIN|PIT_REINJ' / 'cleared 0x200 PIT_REINJ' sequence (exit 0). Counted (the
+# 2026 fix): no IRQWIN set line once PIT_REINJ is set, so no signature and no shared transition
+# (exit 1). Without /dev/kvm the driver prints "SKIP: ...".
+function(apicv_trace_run_diff_test name irqwin diff_rc verdict diff_expect)
+  add_test(NAME ${name}
+           COMMAND ${CMAKE_COMMAND} -DAPICV=$<TARGET_FILE:apicv> -DMODE=run_diff
+                   -DIRQWIN=${irqwin} -DOUT=${CMAKE_CURRENT_BINARY_DIR}/${name}.trace
+                   -DHOST=${CMAKE_CURRENT_SOURCE_DIR}/tests/data/seed000_host_trace.txt
+                   -DDIFF_RC=${diff_rc} "-DVERDICT=${verdict}" "-DDIFF_EXPECT=${diff_expect}"
+                   -P ${CMAKE_CURRENT_SOURCE_DIR}/tests/data/trace_ctest.cmake)
+  set_tests_properties(${name} PROPERTIES
+    SKIP_REGULAR_EXPRESSION "SKIP: apicv run needs /dev/kvm"
+    RUN_SERIAL TRUE
+    TIMEOUT 600)
+endfunction()
+apicv_trace_run_diff_test(trace_diff_seed000_legacy_run legacy 0
+  "verdict: seed-000 signature PRESENT"
+  "aligned: a from line 3 .0 transitions skipped.&&result: MATCH: 17 transitions equal")
+apicv_trace_run_diff_test(trace_diff_seed000_counted_run counted 1
+  "verdict: seed-000 signature absent"
+  "aligned: no transition in common to align on&&result: DIFFER")

@@ -1,0 +1,76 @@
+# ctest driver for `apicv trace` (tests/cli/tests.cmake, tests/guests/tests.cmake).
+# cmake -DAPICV=<binary> -DMODE=<mode> [-D...] -P trace_ctest.cmake
+#
+# Regex lists (EXPECT, VERDICT, DIFF_EXPECT) are separated by "&&" (';' would split the ctest
+# command line, '|' belongs to regexes).
+# MODE=rc       run `apicv ARGS` (| separated); require exit status RC and stdout matching every
+#               regex in EXPECT.
+# MODE=json     run `apicv trace summary TRACE --json OUT`; require OUT to match every regex in
+#               EXPECT.
+# MODE=run_diff boot the seed-000 configuration (pit-extint guest, svm, AVIC on,
+#               kernel-irqchip=on, kvm-pit.lost_tick_policy=delay) with --irqwin IRQWIN and
+#               --trace OUT, then `apicv trace summary OUT` (VERDICT regex) and
+#               `apicv trace diff --align HOST OUT` (exit DIFF_RC). Prints "SKIP: ..." when
+#               `apicv run` exits 77 (no /dev/kvm); the test sets SKIP_REGULAR_EXPRESSION.
+
+function(run_apicv rc_var out_var)
+  execute_process(COMMAND "${APICV}" ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 600)
+  string(REPLACE ";" " " what "${ARGN}")
+  message(STATUS "apicv ${what}: exit ${rc}\n${out}${err}")
+  set(${rc_var} "${rc}" PARENT_SCOPE)
+  set(${out_var} "${out}" PARENT_SCOPE)
+endfunction()
+
+function(require_all text regexes what)
+  string(REPLACE "&&" ";" regexes "${regexes}")
+  foreach(re IN LISTS regexes)
+    if(NOT text MATCHES "${re}")
+      message(FATAL_ERROR "${what}: no match for '${re}' in:\n${text}")
+    endif()
+  endforeach()
+endfunction()
+
+if(MODE STREQUAL "rc")
+  string(REPLACE "|" ";" args "${ARGS}")
+  run_apicv(rc out ${args})
+  if(NOT rc STREQUAL "${RC}")
+    message(FATAL_ERROR "apicv ${ARGS}: exit status '${rc}', expected ${RC}")
+  endif()
+  require_all("${out}" "${EXPECT}" "apicv ${ARGS}")
+elseif(MODE STREQUAL "json")
+  file(REMOVE "${OUT}")
+  run_apicv(rc out trace summary "${TRACE}" --json "${OUT}")
+  if(NOT rc STREQUAL "0")
+    message(FATAL_ERROR "trace summary --json: exit status '${rc}'")
+  endif()
+  file(READ "${OUT}" json)
+  require_all("${json}" "${EXPECT}" "${OUT}")
+elseif(MODE STREQUAL "run_diff")
+  file(REMOVE "${OUT}")
+  run_apicv(rc out run --guest pit-extint --vendor svm --avic on -machine kernel-irqchip=on
+            -global kvm-pit.lost_tick_policy=delay --irqwin ${IRQWIN} -append ticks=200
+            --trace "${OUT}" --timeout 300)
+  if(rc STREQUAL "77")
+    message(STATUS "SKIP: apicv run needs /dev/kvm")
+    return()
+  endif()
+  # A passing guest leaves through isa-debug-exit (QEMU's status 1, as the guest ctests accept);
+  # it prints PASS, or FAIL: on a failed check.
+  if(NOT rc MATCHES "^[01]$" OR NOT out MATCHES "\nPASS" OR out MATCHES "FAIL:")
+    message(FATAL_ERROR "apicv run (--irqwin ${IRQWIN}): exit status '${rc}', guest did not pass")
+  endif()
+  run_apicv(rc out trace summary "${OUT}")
+  if(NOT rc STREQUAL "0")
+    message(FATAL_ERROR "trace summary ${OUT}: exit status '${rc}'")
+  endif()
+  require_all("${out}" "${VERDICT}" "trace summary ${OUT}")
+  run_apicv(rc out trace diff --align "${HOST}" "${OUT}")
+  if(NOT rc STREQUAL "${DIFF_RC}")
+    message(FATAL_ERROR "trace diff --align ${HOST} ${OUT}: exit status '${rc}', expected "
+                        "${DIFF_RC}")
+  endif()
+  require_all("${out}" "${DIFF_EXPECT}" "trace diff")
+else()
+  message(FATAL_ERROR "unknown MODE '${MODE}'")
+endif()
