@@ -29,9 +29,12 @@ const std::array<BuiltinGuest, 7>& Table() {
        "xAPIC/x2APIC registers, APIC base transitions, TPR/CR8, EOI order, self-IPI, timers",
        k_apic, k_apic_size},
       {"smp",
-       "INIT-SIPI-SIPI bring-up; physical, logical, cluster, broadcast, lowest-priority IPIs",
+       "INIT-SIPI-SIPI bring-up; physical, logical, cluster, broadcast, lowest-priority IPIs "
+       "(xapic_ids: xAPIC ID census of every CPU instead)",
        k_smp, k_smp_size},
-      {"pit-extint", "PIT channel 0 -> PIC -> LINT0 ExtINT ticks with cli/sti windows (ticks=N)",
+      {"pit-extint",
+       "PIT channel 0 -> PIC -> LINT0 ExtINT ticks with cli/sti windows (ticks=N), then "
+       "optionally through IOAPIC pin 2 (ioapic=M)",
        k_pit_extint, k_pit_extint_size},
       {"ioapic", "IOAPIC edge/level lines from the test device, remote IRR, EOI, masking, TMR",
        k_ioapic, k_ioapic_size},

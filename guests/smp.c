@@ -3,7 +3,13 @@
  * destination, lowest priority (exactly one target), and a BSP<->AP ping-pong.
  * SDM vol. 3A 8.4.4.1, 11.6.1-11.6.2 (ICR, destination modes), 11.6.2.2 (logical, DFR/LDR),
  * 11.6.2.4 (lowest priority), 11.12.10 (x2APIC logical destination).
- * Not supported: checking which CPU lowest priority picks (KVM may hash vectors); xAPIC tests
+ * Command line `xapic_ids` (seed 004): instead of the IPI tests, every CPU stays in xAPIC mode
+ * whatever the count, reads its xAPIC ID register, writes the value back unchanged (as firmware
+ * that assigns APIC IDs does) and records it by its x2APIC ID (CPUID leaf 0xB); the BSP checks
+ * xAPIC ID = x2APIC ID & 0xff for all of them (SDM vol. 3A 11.4.6: the xAPIC ID is 8 bits; with
+ * more than 256 CPUs IDs that differ only above bit 7 alias) and prints how many CPUs per second
+ * came up.
+ * Not supported: checking which CPU lowest priority picks (KVM may hash vectors); xAPIC IPI tests
  * with more than 255 CPUs (8-bit IDs; they print SKIP and only x2APIC tests run). */
 #include "smp.h"
 
@@ -37,6 +43,57 @@ static void h_pong(struct rt_frame* f) {
   (void)f;
   pongs++;
   apic_eoi();
+}
+
+/* xapic_ids: xAPIC ID + 1 as read (and rewritten) by each CPU, indexed by x2APIC ID. */
+static volatile u32 xid_by_x2id[RT_MAX_CPUS];
+static int xapic_ids_mode;
+
+/* CPUID leaf 0xB EDX: the 32-bit x2APIC ID, whatever the APIC mode (SDM vol. 3A 8.9.4). Unlike
+ * cpuid_apic_id() this does not require a non-zero EBX (some hosts report no topology). */
+static u32 cpuid_x2apic_id(void) {
+  u32 a, b, c, d;
+  cpuid(0, 0, &a, &b, &c, &d);
+  if (a < 0xB) return cpuid_apic_id();
+  cpuid(0xB, 0, &a, &b, &c, &d);
+  return d;
+}
+
+static void record_xapic_id(void) {
+  u32 x2id = cpuid_x2apic_id();
+  u32 reg = apic_read(APIC_ID);
+  apic_write(APIC_ID, reg); /* unchanged: KVM's 2022 rule looked at every ID write */
+  u32 xid = apic_id();
+  if (x2id < RT_MAX_CPUS) xid_by_x2id[x2id] = (reg >> 24 == xid ? xid : 0xFFFFu) + 1;
+}
+
+void guest_ap_init(u32 apic_id) {
+  (void)apic_id;
+  if (xapic_ids_mode) record_xapic_id();
+}
+
+static void xapic_id_census(void) {
+  rt_printf("%u CPUs, BSP APIC ID %u, xAPIC mode (xapic_ids)\n", ncpus, bsp_id);
+  record_xapic_id();
+  u64 t0 = rdtsc();
+  u64 online = smp_start_aps(ncpus - 1, 10000 + 200 * (u64)ncpus);
+  u64 us = (rdtsc() - t0) * 1000 / rt_tsc_khz();
+  CHECK_EQ(online, ncpus - 1, "APs online in xAPIC mode");
+  u32 seen = 0, high = 0, bad = 0;
+  for (u32 x2id = 0; x2id < RT_MAX_CPUS; x2id++) {
+    u32 v = xid_by_x2id[x2id];
+    if (v == 0) continue;
+    seen++;
+    if (x2id >= 256) high++;
+    if (v - 1 != (x2id & 0xFF)) {
+      if (bad++ < 8) rt_fail("x2APIC ID %u reads xAPIC ID 0x%x, expected 0x%x", x2id, v - 1,
+                             x2id & 0xFF);
+    }
+  }
+  CHECK_EQ(seen, online + 1, "CPUs that recorded their IDs");
+  rt_printf("xAPIC IDs: %u CPUs, %u with x2APIC ID >= 256, %u with xAPIC ID != x2APIC ID & 0xff\n",
+            seen, high, bad);
+  rt_printf("APs online in %lu us: %lu cpus/s\n", us, us ? online * 1000000 / us : 0);
 }
 
 static void reset_counts(void) {
@@ -207,6 +264,15 @@ void guest_main(void) {
   rt_set_handler(V_PONG, h_pong);
   ncpus = rt_fwcfg_cpu_count();
   rt_tsc_khz();
+  xapic_ids_mode = rt_cmdline_flag("xapic_ids");
+  if (xapic_ids_mode) {
+    apic_x2 = 0;
+    apic_sw_enable(0xFF);
+    apic_write(APIC_LVT0, LVT_MASKED);
+    bsp_id = apic_id();
+    xapic_id_census();
+    return;
+  }
   int x2_only = ncpus > 255 || rt_cmdline_flag("x2apic");
   if (x2_only && !rt_has_x2apic()) {
     rt_printf("SKIP: %u CPUs need x2APIC, CPUID.1:ECX[21] clear\n", ncpus);
