@@ -86,9 +86,10 @@ static void ioapic_phase(u64 want, u64 khz) {
   if (!routed) {
     ioapic_write_rte(IRQ0_IOAPIC_PIN, RTE_MASKED);
     pit_stop();
-    rt_fail("no PIT tick on IOAPIC pin %d in 200 ms: ISA IRQ0 is not routed to GSI %d (KVM's "
-            "default routing, without QEMU's table, sends GSI 0 to pin 0)",
-            IRQ0_IOAPIC_PIN, IRQ0_IOAPIC_PIN);
+    rt_fail(
+        "no PIT tick on IOAPIC pin %d in 200 ms: ISA IRQ0 is not routed to GSI %d (KVM's "
+        "default routing, without QEMU's table, sends GSI 0 to pin 0)",
+        IRQ0_IOAPIC_PIN, IRQ0_IOAPIC_PIN);
     return;
   }
   u64 us = take_ticks(&io_ticks, want, khz, "ioapic");

@@ -86,8 +86,8 @@ static void xapic_id_census(void) {
     seen++;
     if (x2id >= 256) high++;
     if (v - 1 != (x2id & 0xFF)) {
-      if (bad++ < 8) rt_fail("x2APIC ID %u reads xAPIC ID 0x%x, expected 0x%x", x2id, v - 1,
-                             x2id & 0xFF);
+      if (bad++ < 8)
+        rt_fail("x2APIC ID %u reads xAPIC ID 0x%x, expected 0x%x", x2id, v - 1, x2id & 0xFF);
     }
   }
   CHECK_EQ(seen, online + 1, "CPUs that recorded their IDs");
