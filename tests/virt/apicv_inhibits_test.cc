@@ -260,5 +260,53 @@ TEST(ApicvInhibits, ContendedAcquisitionsAreCountedAndTimed) {
   EXPECT_EQ(s1.read_locks - s0.read_locks, 1u);
 }
 
+// Spec §2.3 ordering: when "inhibited at all" flips, kvm_make_all_cpus_request(APICV_UPDATE)
+// kicks and waits *before* the new mask is stored. A vCPU that sees its exit request must still
+// read the old mask; once it has exited, the writer publishes the new one, and the vCPU applying
+// the request (under the read lock) computes its state from the new mask.
+TEST(ApicvInhibits, NewMaskIsPublishedOnlyAfterTheKickAndWait) {
+  Fixture f;
+  f.inhibits.init(true);
+  f.inhibits.clear(InhibitReason::kAbsent);
+  ASSERT_EQ(f.inhibits.reasons(), 0u);
+  ASSERT_TRUE(f.inhibits.update_vcpu_apicv(0, true) == false);  // already active
+  (void)f.vcpus.vcpu(0).check_request(kReqApicvUpdate);
+
+  f.vcpus.vcpu(0).enter_guest_mode();
+  std::atomic<bool> writer_done{false};
+  std::thread writer([&] {
+    f.inhibits.set(InhibitReason::kPitReinj);  // 0 -> 0x200: a flip, so a broadcast
+    writer_done.store(true);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool kicked = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (f.vcpus.vcpu(0).exit_requested()) {
+      kicked = true;
+      break;
+    }
+    std::this_thread::yield();
+  }
+  EXPECT_TRUE(kicked);
+  if (kicked) {
+    // vCPU 0 is "still in the guest" and has just been asked to leave: old mask, request posted,
+    // and the writer is waiting for the exit.
+    EXPECT_EQ(f.inhibits.reasons(), 0u);
+    EXPECT_TRUE(f.inhibits.apicv_activated());
+    EXPECT_TRUE(f.vcpus.vcpu(0).test_request(kReqApicvUpdate));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_FALSE(writer_done.load());
+    EXPECT_EQ(f.inhibits.reasons(), 0u);
+  }
+  // vCPU 0 exits, then applies APICV_UPDATE; the read lock orders it after the publish.
+  f.vcpus.vcpu(0).exit_guest_mode();
+  ASSERT_TRUE(f.vcpus.vcpu(0).check_request(kReqApicvUpdate));
+  EXPECT_TRUE(f.inhibits.update_vcpu_apicv(0, true));
+  EXPECT_FALSE(f.inhibits.vcpu_apicv_active(0));
+  writer.join();
+  EXPECT_EQ(f.inhibits.reasons(), InhibitBit(InhibitReason::kPitReinj));
+  EXPECT_EQ(f.inhibits.reasons(), 0x200u);
+}
+
 }  // namespace
 }  // namespace apicv::virt
