@@ -126,3 +126,8 @@ add_test(NAME trace_summary_seed000_json
                  "-DEXPECT=\"inhibit_lines\": 19,&&\"reason\": 8, \"name\": \"IRQWIN\", \"set\": 10, \"cleared\": 9&&\"mask\": \"0x200\", \"names\": \"PIT_REINJ\", \"count\": 9&&\"cpu\": 10, \"count\": 14&&\"present\": true&&\"irq_windows_per_s\": 1.277"
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/tests/data/trace_ctest.cmake)
 set_tests_properties(trace_summary_seed000_json PROPERTIES TIMEOUT 60)
+add_test(NAME trace_summary_seed000_stdin
+         COMMAND ${CMAKE_COMMAND} -DAPICV=$<TARGET_FILE:apicv> -DMODE=stdin -DTRACE=${_thost}
+                 "-DEXPECT=trace: .stdin.&&lines: 21 read, 19 kvm_apicv_inhibit_changed&&signature PRESENT"
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/tests/data/trace_ctest.cmake)
+set_tests_properties(trace_summary_seed000_stdin PROPERTIES TIMEOUT 60)

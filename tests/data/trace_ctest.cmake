@@ -5,6 +5,7 @@
 # command line, '|' belongs to regexes).
 # MODE=rc       run `apicv ARGS` (| separated); require exit status RC and stdout matching every
 #               regex in EXPECT.
+# MODE=stdin    run `apicv trace summary -` with TRACE on stdin; require exit 0 and EXPECT.
 # MODE=json     run `apicv trace summary TRACE --json OUT`; require OUT to match every regex in
 #               EXPECT.
 # MODE=run_diff boot the seed-000 configuration (pit-extint guest, svm, AVIC on,
@@ -38,6 +39,14 @@ if(MODE STREQUAL "rc")
     message(FATAL_ERROR "apicv ${ARGS}: exit status '${rc}', expected ${RC}")
   endif()
   require_all("${out}" "${EXPECT}" "apicv ${ARGS}")
+elseif(MODE STREQUAL "stdin")
+  execute_process(COMMAND "${APICV}" trace summary - INPUT_FILE "${TRACE}"
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 60)
+  message(STATUS "apicv trace summary - < ${TRACE}: exit ${rc}\n${out}${err}")
+  if(NOT rc STREQUAL "0")
+    message(FATAL_ERROR "trace summary -: exit status '${rc}'")
+  endif()
+  require_all("${out}" "${EXPECT}" "trace summary -")
 elseif(MODE STREQUAL "json")
   file(REMOVE "${OUT}")
   run_apicv(rc out trace summary "${TRACE}" --json "${OUT}")

@@ -4,6 +4,7 @@
 // (bit 9) stays set in both masks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -486,6 +487,67 @@ TEST(TraceSummaryFormat, JsonEscapesControlAndHighBytesInComm) {
       Line("cleared reason=2, inhibits=0x0", "1.000000", std::string("  q\x01\xe9\\-5 [000]")));
   const std::string json = SummaryJson(s, "t");
   EXPECT_NE(json.find("\"thread\": \"q\\u0001\\u00e9\\\\-5\""), std::string::npos) << json;
+}
+
+TEST(TraceHostile, MutatedTracesNeverCrashAndErrorsAreLocated) {
+  // Deterministic byte mutations (xorshift) of the seed excerpt plus a legacy run: each result is
+  // either a clean summary or an error whose line lies inside the input; diff agrees.
+  const std::string base = std::string(kSeedExcerpt) + kLegacyRun;
+  uint64_t x = 0x2545F4914F6CDD1Dull;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  const char alphabet[] = {'\0', '\n', '\r', ' ', '|', '#', '[', ']', ':',
+                           '.',  '-',  '=',  ',', 'x', '0', '9', 'f', '\xff'};
+  uint64_t errors = 0, clean = 0;
+  for (int round = 0; round < 400; ++round) {
+    std::string t = base;
+    const int edits = 1 + static_cast<int>(next() % 8);
+    for (int i = 0; i < edits; ++i) {
+      const size_t pos = next() % t.size();
+      switch (next() % 4) {
+        case 0:
+          t[pos] = alphabet[next() % sizeof(alphabet)];
+          break;
+        case 1:
+          t.erase(pos, 1 + next() % 20);
+          break;
+        case 2:
+          t.insert(pos, std::string(1 + next() % 3000, alphabet[next() % sizeof(alphabet)]));
+          break;
+        default:
+          t.insert(pos, t.substr(next() % t.size(), 1 + next() % 200));
+          break;
+      }
+      if (t.empty()) t = "x";
+    }
+    const uint64_t newlines = static_cast<uint64_t>(std::count(t.begin(), t.end(), '\n'));
+    TraceSummary s;
+    std::istringstream in(t);
+    const auto e = SummarizeTrace(in, &s);
+    if (e) {
+      ++errors;
+      EXPECT_GE(e->line, 1u);
+      EXPECT_LE(e->line, newlines + 1);
+      EXPECT_GE(e->column, 1u);
+      EXPECT_LE(e->column, kMaxLineLength + 1);
+      EXPECT_FALSE(e->what.empty());
+    } else {
+      ++clean;
+      EXPECT_EQ(s.inhibit_lines, s.named_lines + s.unnamed_lines);
+      EXPECT_EQ(s.lines, s.inhibit_lines + s.comment_lines + s.other_lines);
+      EXPECT_LE(s.runs, s.inhibit_lines);
+    }
+    TraceDiff d;
+    const auto de = DiffTraces(Opener(t), Opener(kSeedExcerpt), {}, &d);
+    EXPECT_EQ(de.has_value(), e.has_value() || s.inhibit_lines == 0);
+  }
+  // Both outcomes occur, so the checks above ran on each.
+  EXPECT_GT(errors, 0u);
+  EXPECT_GT(clean, 0u);
 }
 
 }  // namespace
