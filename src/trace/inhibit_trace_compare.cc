@@ -55,6 +55,21 @@ std::string MaskNames(unsigned long mask) {
   return s;
 }
 
+// Untrusted bytes for a terminal: printable ASCII as is, anything else (escape sequences, '\r',
+// bytes >= 0x7f) as \xNN.
+std::string Printable(std::string_view s) {
+  std::string o;
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      o += ch;
+    } else {
+      Appendf(o, "\\x%02x", c);
+    }
+  }
+  return o;
+}
+
 bool IsEventTagAt(const std::string& line, size_t pos) {
   return pos == 0 || line[pos - 1] == ' ';
 }
@@ -132,7 +147,7 @@ bool InhibitTraceReader::Next(InhibitEvent* ev) {
       // The parser says "column N: what"; the column is kept separately.
       const size_t sep = p.error.find(": ");
       error_ = TraceError{lines_, p.column,
-                          sep == std::string::npos ? p.error : p.error.substr(sep + 2)};
+                          Printable(sep == std::string::npos ? p.error : p.error.substr(sep + 2))};
       return false;
     }
     ev->line = lines_;
@@ -266,7 +281,7 @@ std::string FormatSummary(const TraceSummary& s, std::string_view name) {
   if (s.masks.other) Appendf(o, "  %-49s %10llu\n", "(other masks)", U(s.masks.other));
   o += "threads (comm-pid):\n";
   for (const auto& [t, n] : s.threads.counts) {
-    Appendf(o, "  %-40s %10llu\n", t.substr(0, 200).c_str(), U(n));
+    Appendf(o, "  %-40s %10llu\n", Printable(t.substr(0, 200)).c_str(), U(n));
   }
   if (s.threads.other) Appendf(o, "  %-40s %10llu\n", "(other threads)", U(s.threads.other));
   o += "cpus:\n";

@@ -489,6 +489,18 @@ TEST(TraceSummaryFormat, JsonEscapesControlAndHighBytesInComm) {
   EXPECT_NE(json.find("\"thread\": \"q\\u0001\\u00e9\\\\-5\""), std::string::npos) << json;
 }
 
+TEST(TraceHostile, UntrustedBytesAreEscapedForTheTerminal) {
+  // An escape sequence in comm and a '\r' inside a reason name must not reach the terminal raw.
+  const TraceSummary s = Summarize(
+      Line("cleared reason=2, inhibits=0x0", "1.000000", std::string("  ev\x1b[2Jil-5 [000]")));
+  const std::string text = FormatSummary(s, "t");
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+  EXPECT_NE(text.find("ev\\x1b[2Jil-5"), std::string::npos);
+  auto e = ErrorOf(Line("set reason=8, inhibits=0x100 IRQ\rWIN"));
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->what, "unknown inhibit reason name \"IRQ\\x0dWIN\"");
+}
+
 TEST(TraceHostile, MutatedTracesNeverCrashAndErrorsAreLocated) {
   // Deterministic byte mutations (xorshift) of the seed excerpt plus a legacy run: each result is
   // either a clean summary or an error whose line lies inside the input; diff agrees.
