@@ -3,6 +3,8 @@
 // kvm_apicv_inhibit_changed trace lines.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,68 @@
 
 namespace apicv::cli {
 
+// One kvm_apicv_inhibit_changed body: "<set|cleared> reason=N, inhibits=0x...".
+struct InhibitLine {
+  bool set = false;
+  unsigned reason = 0;
+  unsigned long inhibits = 0;
+};
+
+// Every kvm_apicv_inhibit_changed line of a run, summarised while the trace streams out of the
+// sink, so no check depends on how many lines are kept in memory (kvm_inj_virq and the other
+// events are never stored). Memory is bounded: fixed counters plus at most kMaxForms distinct
+// (set, reason, inhibits) forms.
+struct InhibitSummary {
+  static constexpr unsigned kMaxPhases = 4;  // phases beyond the last count as the last
+  static constexpr size_t kMaxForms = 1024;
+
+  uint64_t lines = 0;     // every kvm_apicv_inhibit_changed line
+  uint64_t unparsed = 0;  // of those, bodies that did not parse
+  bool any_parsed = false;
+  InhibitLine last;  // the last parsed line (when any_parsed)
+  std::string first_body;
+  unsigned long or_mask = 0;        // OR of every line's inhibits
+  unsigned long or_mask_vcpus = 0;  // OR over lines printed by vCPU threads ("CPU n/KVM")
+  bool pit_reinj_set = false;       // a 'set reason=9' line was seen
+  // How often each (set, reason, inhibits) form was printed; `forms_overflow` counts lines whose
+  // form did not fit.
+  struct Form {
+    bool set;
+    unsigned reason;
+    unsigned long inhibits;
+    uint64_t count;
+  };
+  std::vector<Form> forms;
+  uint64_t forms_overflow = 0;
+  uint64_t Count(bool set, unsigned reason, unsigned long inhibits) const;
+
+  // Phases: Scenario::phase_marker lines on the serial port advance `phase`.
+  unsigned phase = 0;
+  uint64_t phase_lines[kMaxPhases] = {};
+  uint64_t phase_irqwin_set[kMaxPhases] = {};      // 'set reason=8' lines
+  uint64_t phase_irqwin_cleared[kMaxPhases] = {};  // 'cleared reason=8' lines
+
+  // CountIrqWin() inputs (see IrqWinCounts).
+  uint64_t other_updates = 0;
+  uint64_t irqwin_updates_after_pit_reinj = 0;
+  uint64_t irqwin_broadcasts_after_pit_reinj = 0;
+
+  // Seed 000's legacy pattern once PIT_REINJ is set (reason 8 lines only): 'set ... 0x300' then
+  // 'cleared ... 0x200' per window; a set while the window is already open is a re-arm; the
+  // clear printed with PIT_REINJ's own update (IRQWIN re-derived) is skipped once.
+  uint64_t alt_pairs = 0, alt_sets = 0, alt_repeats = 0;
+  bool alt_well_formed = true;
+
+  // Streaming state.
+  bool rederives = false;  // counted strategy: every other update re-derives IRQWIN
+  bool after_other = false, alt_first = true, alt_last_set = false;
+  unsigned long mask = 0;
+
+  // Folds one trace line in (lines of other events are ignored). Returns whether it was a
+  // kvm_apicv_inhibit_changed line, and its parse in *out when it parsed.
+  bool Add(const std::string& line, InhibitLine* out);
+};
+
 struct Scenario {
   std::string label;  // e.g. "legacy, avic=on, irqchip=on, delay"
   std::string guest;
@@ -18,12 +82,22 @@ struct Scenario {
   std::string append;
   virt::VmConfig config;
   double timeout_s = 300;
-  size_t trace_ring = 200000;  // lines kept (bounded memory)
+  // Full kvm_apicv_inhibit_changed lines kept for display, from the first (bounded memory; the
+  // checks use `inhibits`, which sees every line).
+  size_t inhibit_keep = 200000;
+  // A serial-port line containing this text starts the next InhibitSummary phase (empty: none).
+  std::string phase_marker;
+  // Lines (up to excerpt_max) for which this returns true are copied to `excerpt` as they stream
+  // by; it sees the summary as it was before the line.
+  std::function<bool(const InhibitLine&, const InhibitSummary&)> excerpt_filter;
+  size_t excerpt_max = 8;
 
   // Results.
   kvm::RunResult result;
   virt::VmStats stats;
-  std::vector<std::string> inhibit_lines;  // full ftrace lines of kvm_apicv_inhibit_changed
+  std::vector<std::string> inhibit_lines;  // the first inhibit_keep kvm_apicv_inhibit_changed lines
+  InhibitSummary inhibits;                 // all of them
+  std::vector<std::string> excerpt;        // see excerpt_filter
   uint64_t trace_lines_total = 0;
   std::string serial;
   bool passed = false;  // the guest printed PASS and exited through isa-debug-exit
@@ -35,19 +109,15 @@ void RunScenario(Scenario& s);
 // The body after "kvm_apicv_inhibit_changed: " of a full trace line.
 std::string InhibitBody(const std::string& line);
 
-// One kvm_apicv_inhibit_changed body: "<set|cleared> reason=N, inhibits=0x...".
-struct InhibitLine {
-  bool set = false;
-  unsigned reason = 0;
-  unsigned long inhibits = 0;
-};
 bool ParseInhibitBody(const std::string& body, InhibitLine* out);
-// The scenario's inhibit lines that parse, in order.
+// The scenario's kept inhibit lines (Scenario::inhibit_lines) that parse, in order.
 std::vector<InhibitLine> ParsedInhibitLines(const Scenario& s);
 // The lines after the first one that sets `reason` (empty if it is never set).
 std::vector<InhibitLine> LinesAfterSet(const std::vector<InhibitLine>& v, unsigned reason);
 
-// The last "<N> <unit>/s" figure the guest printed on its serial port (0 if none).
+// The last "<N> <unit>/s" figure the guest printed on its serial port (nullopt if none).
+std::optional<double> FindGuestRate(const std::string& serial, const char* unit);
+// The same, 0 if none.
 double GuestRate(const std::string& serial, const char* unit);
 
 // Lock and broadcast counts of one run, with the part caused by IRQ windows separated out.

@@ -135,3 +135,18 @@ apicv_trace_run_diff_test(trace_diff_seed000_legacy_run legacy 0
 apicv_trace_run_diff_test(trace_diff_seed000_counted_run counted 1
   "verdict: seed-000 signature absent"
   "aligned: no transition in common to align on&&result: DIFFER")
+
+# repro checks see every kvm_apicv_inhibit_changed line while the trace streams (InhibitSummary),
+# not a bounded ring: with no line kept at all, every seed-000 expectation must still hold.
+add_test(NAME repro_seed-000_keep0 COMMAND $<TARGET_FILE:apicv> repro seed-000 --keep-lines 0)
+set_tests_properties(repro_seed-000_keep0 PROPERTIES SKIP_RETURN_CODE 77 RUN_SERIAL TRUE TIMEOUT 900)
+# seed-003 never skips a size by default (--seed003-budget 0): 288 vCPUs must have run.
+set_tests_properties(repro_seed-003 PROPERTIES
+  PASS_REGULAR_EXPRESSION "\\[PASS\\] every size ran \\(2, 4, 16, 64, 288 vCPUs"
+  FAIL_REGULAR_EXPRESSION "\\[FAIL\\]|SKIPPED")
+# The pit-extint guest's second phase (IRQ0 through IOAPIC pin 2) under apicv's split irqchip.
+apicv_guest_test_apicv(guest_pit_extint_ioapic_split pit-extint -machine kernel-irqchip=split
+                       -append "ticks=200 ioapic=200")
+# seed-004's >255-vCPU xAPIC guest on its own: xAPIC ID = vCPU id & 0xff for all 288 vCPUs.
+apicv_guest_test_apicv(guest_smp_288_xapic_ids_apicv smp -smp 288 -append xapic_ids)
+apicv_guest_test(guest_smp_288_xapic_ids_kvm smp -smp 288 -append xapic_ids)
