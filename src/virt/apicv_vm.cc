@@ -256,6 +256,7 @@ AccessResult ApicvVm::mmio_read(int vcpu, uint64_t gpa, void* data, unsigned len
   VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
   if (owns_lapic_mmio(c, gpa)) {
     const uint64_t base = c.lapic.get_apic_base() & x86::kApicBaseAddrMask;
+    avic_lapic_mmio_access(vcpu, c, static_cast<uint32_t>(gpa - base), len, /*write=*/false);
     handle_lapic_output(vcpu,
                         c.lapic.mmio_read(static_cast<uint32_t>(gpa - base), data, len, now()));
     return AccessResult::kHandled;
@@ -277,6 +278,7 @@ AccessResult ApicvVm::mmio_write(int vcpu, uint64_t gpa, const void* data, unsig
   VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
   if (owns_lapic_mmio(c, gpa)) {
     const uint64_t base = c.lapic.get_apic_base() & x86::kApicBaseAddrMask;
+    avic_lapic_mmio_access(vcpu, c, static_cast<uint32_t>(gpa - base), len, /*write=*/true);
     handle_lapic_output(vcpu,
                         c.lapic.mmio_write(static_cast<uint32_t>(gpa - base), data, len, now()));
     return AccessResult::kHandled;
@@ -294,6 +296,43 @@ AccessResult ApicvVm::mmio_write(int vcpu, uint64_t gpa, const void* data, unsig
     return AccessResult::kHandled;
   }
   return AccessResult::kNotMine;
+}
+
+// With AVIC active, the guest's xAPIC page is the backing page: the "hardware" completes most
+// accesses; the rest exit with AVIC_UNACCELERATED_ACCESS, which KVM traces before emulating
+// (fault) or before kvm_apic_write_nodecode (trap). Either way the Lapic then performs the access,
+// so only the trace and the counters depend on the classification. x2APIC MSR accesses are not
+// classified (the model has no x2AVIC MSR-intercept map).
+void ApicvVm::avic_lapic_mmio_access(int vcpu, VcpuCtx& c, uint32_t offset, unsigned len,
+                                     bool write) {
+  if (!avic_ || !inhibits_.vcpu_apicv_active(vcpu)) return;
+  const uint32_t reg = offset & 0xFF0;
+  // An EOI write traps only when the vector it retires (the highest in-service one) is
+  // level-triggered; the hardware looks at the backing page's ISR and TMR.
+  int eoi_vector = -1;
+  bool eoi_level = false;
+  if (write && reg == x86::kApicEoi) {
+    for (int w = 7; w >= 0 && eoi_vector < 0; --w) {
+      const uint32_t isr = c.lapic.reg(x86::kApicIsr + static_cast<uint32_t>(w) * 0x10);
+      if (isr == 0) continue;
+      const int bit = 31 - std::countl_zero(isr);
+      eoi_vector = w * 32 + bit;
+      eoi_level = (c.lapic.reg(x86::kApicTmr + static_cast<uint32_t>(w) * 0x10) >> bit) & 1u;
+    }
+  }
+  const AvicAccess kind = Avic::xapic_access(offset, len, write, eoi_level);
+  if (kind == AvicAccess::kAccelerated) {
+    st_avic_accel_accesses_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  (kind == AvicAccess::kTrap ? st_avic_unaccel_traps_ : st_avic_unaccel_faults_)
+      .fetch_add(1, std::memory_order_relaxed);
+  // exit_info_1: offset, bit 32 = write. exit_info_2 (KVM's "vec"): the retired vector for an EOI
+  // trap, 0 otherwise [INFERRED: the APM names no other vector for this exit].
+  const uint64_t exit_info_1 = (static_cast<uint64_t>(write) << 32) | reg;
+  const uint64_t exit_info_2 =
+      (kind == AvicAccess::kTrap && reg == x86::kApicEoi) ? static_cast<uint64_t>(eoi_vector) : 0;
+  avic_->avic_unaccelerated_access_interception(vcpu, exit_info_1, exit_info_2);
 }
 
 AccessResult ApicvVm::pio_in(int vcpu, uint16_t port, void* data, unsigned len) {
@@ -474,18 +513,24 @@ void ApicvVm::rebuild_apic_map(int changed_vcpu) {
     flags = snap->map.flags();
     // avic_handle_ldr_update(): the logical APIC ID table follows LDR/DFR (xAPIC vCPUs only).
     if (avic_) avic_->rebuild_logical_table(snap->views);
-    std::lock_guard<std::mutex> sg(snap_mu_);
-    map_snapshot_ = std::move(snap);
+    {
+      std::lock_guard<std::mutex> sg(snap_mu_);
+      map_snapshot_ = std::move(snap);
+    }
+    // kvm_recalculate_apic_map(): the three map inhibits are recomputed on every rebuild, still
+    // under apic_map_lock (here map_mu_). Applying them after the unlock would let two concurrent
+    // rebuilds apply their flags in the opposite order and leave a stale inhibit set.
+    // Holding map_mu_ across the APICV_UPDATE kick-and-wait is safe: a vCPU in guest mode leaves
+    // it without taking map_mu_ (docs/locking.md).
+    inhibits_.set_or_clear(InhibitReason::kPhysicalIdAliased, flags.phys_id_aliased);
+    inhibits_.set_or_clear(InhibitReason::kLogicalIdAliased, flags.logical_id_aliased);
+    if (config_.apic_id_check == ApicIdCheck::kCurrent) {
+      inhibits_.set_or_clear(InhibitReason::kApicIdModified, flags.xapic_id_mismatch);
+    } else if (id_written_2022) {
+      inhibits_.set(InhibitReason::kApicIdModified);
+    }
   }
   st_map_rebuilds_.fetch_add(1, std::memory_order_relaxed);
-  // kvm_recalculate_apic_map(): the three map inhibits are recomputed on every rebuild.
-  inhibits_.set_or_clear(InhibitReason::kPhysicalIdAliased, flags.phys_id_aliased);
-  inhibits_.set_or_clear(InhibitReason::kLogicalIdAliased, flags.logical_id_aliased);
-  if (config_.apic_id_check == ApicIdCheck::kCurrent) {
-    inhibits_.set_or_clear(InhibitReason::kApicIdModified, flags.xapic_id_mismatch);
-  } else if (id_written_2022) {
-    inhibits_.set(InhibitReason::kApicIdModified);
-  }
   // kvm_recalculate_apic_map() ends with kvm_make_scan_ioapic_request(): RTE destinations may now
   // match other vCPUs.
   request_scan_ioapic();
@@ -493,7 +538,6 @@ void ApicvVm::rebuild_apic_map(int changed_vcpu) {
 
 void ApicvVm::send_ipi(int src, const InterruptRequest& req) {
   st_ipis_.fetch_add(1, std::memory_order_relaxed);
-  trace::trace_kvm_apic_ipi(dev_trace_, 0, req.dest_id);
   // With AVIC active on the sender, the hardware takes the ICR write; KVM only sees it when it
   // exits with AVIC_INCOMPLETE_IPI. When the sender's AVIC is inhibited, the write traps and KVM
   // emulates it (kvm_apic_send_ipi).
@@ -502,6 +546,13 @@ void ApicvVm::send_ipi(int src, const InterruptRequest& req) {
     avic_send_ipi(src, req);
     return;
   }
+  kvm_apic_send_ipi(src, req);
+}
+
+void ApicvVm::kvm_apic_send_ipi(int src, const InterruptRequest& req) {
+  // kvm_apic_send_ipi() traces the ICR low word (BUSY already cleared) and the decoded
+  // destination: ICR[63:32] for an x2APIC source, ICR2[31:24] for xAPIC.
+  trace::trace_kvm_apic_ipi(dev_trace_, IcrLow(req), req.dest_id);
   route_and_deliver(src, req);
 }
 
@@ -515,8 +566,9 @@ void ApicvVm::avic_send_ipi(int src, const InterruptRequest& req) {
                                                   r.index, ops)) {
     case AvicIncompleteIpiAction::kSendIpi:
     case AvicIncompleteIpiAction::kWriteIcrNodecode:
-      // INVALID_INT_TYPE / INVALID_TARGET: the hardware touched no IRR; emulate the whole IPI.
-      route_and_deliver(src, req);
+      // INVALID_INT_TYPE / INVALID_TARGET: the hardware touched no IRR; KVM emulates the whole
+      // IPI through the ICR write path.
+      kvm_apic_send_ipi(src, req);
       return;
     case AvicIncompleteIpiAction::kNone:           // TARGET_NOT_RUNNING: IRRs set, targets kicked
     case AvicIncompleteIpiAction::kIgnoredVector:  // vector < 16: dropped as by the hardware
@@ -676,44 +728,48 @@ void ApicvVm::request_scan_ioapic() {
 void ApicvVm::vcpu_scan_ioapic(int vcpu) {
   VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
   st_vmx_ioapic_scans_.fetch_add(1, std::memory_order_relaxed);
+  c.eoi_exit_bitmap = ioapic_handled_vectors(c, vcpu, /*with_ack_notifier=*/true);
+}
+
+EoiExitBitmap ApicvVm::ioapic_handled_vectors(VcpuCtx& c, int vcpu, bool with_ack_notifier) {
   EoiExitBitmap b;
   // vcpu_scan_ioapic(): nothing for an absent APIC.
-  if (c.lapic.hw_enabled()) {
-    std::array<uint64_t, x86::kIoApicNumPins> rtes;
-    {
-      std::lock_guard<std::mutex> g(ioapic_mu_);
-      for (unsigned p = 0; p < x86::kIoApicNumPins; ++p) rtes[p] = ioapic_.rte(p);
-    }
-    const LapicIdentity id = c.lapic.identity();
-    const irq::ApicView self{id.vcpu_id,  id.hw_enabled, id.x2apic, id.sw_enabled,
-                             id.xapic_id, id.ldr,        id.dfr,    0};
-    // kvm_ioapic_scan_entry(): level-triggered pins and pins with an ack notifier (the PIT's
-    // GSI 0, routed to pin 2, while reinjection is on), masked or not, whose destination is
-    // this vCPU, or whose vector this vCPU still has in IRR/ISR (kvm_apic_pending_eoi).
-    for (unsigned p = 0; p < x86::kIoApicNumPins; ++p) {
-      const uint64_t e = rtes[p];
-      const bool ack_notifier = p == kIsaIrq0IoApicPin && pit_reinject_;
-      if (!(e & x86::kRteTriggerLevel) && !ack_notifier) continue;
-      const uint8_t vec = static_cast<uint8_t>(e & x86::kRteVectorMask);
-      const uint32_t dest = static_cast<uint32_t>((e & x86::kRteDestMask) >> x86::kRteDestShift);
-      const uint32_t word = static_cast<uint32_t>(vec >> 5) * 0x10;
-      const bool pending_eoi =
-          ((c.lapic.reg(x86::kApicIsr + word) | c.lapic.reg(x86::kApicIrr + word)) >> (vec & 31)) &
-          1u;
-      if (irq::MatchDest(self, vcpu, nullptr, -1, x86::Shorthand::kNone, dest,
-                         e & x86::kRteDestLogical,
-                         route_options_.x2apic_broadcast_quirk_disabled) ||
-          pending_eoi)
-        b.set(vec);
-    }
+  if (!c.lapic.hw_enabled()) return b;
+  std::array<uint64_t, x86::kIoApicNumPins> rtes;
+  {
+    std::lock_guard<std::mutex> g(ioapic_mu_);
+    for (unsigned p = 0; p < x86::kIoApicNumPins; ++p) rtes[p] = ioapic_.rte(p);
   }
-  c.eoi_exit_bitmap = b;
+  const LapicIdentity id = c.lapic.identity();
+  const irq::ApicView self{id.vcpu_id,  id.hw_enabled, id.x2apic, id.sw_enabled,
+                           id.xapic_id, id.ldr,        id.dfr,    0};
+  // kvm_ioapic_scan_entry() / kvm_scan_ioapic_routes(): level-triggered pins and (in-kernel
+  // IOAPIC only) pins with an ack notifier (the PIT's GSI 0, routed to pin 2, while reinjection
+  // is on), masked or not, whose destination is this vCPU, or whose vector this vCPU still has in
+  // IRR/ISR (kvm_apic_pending_eoi).
+  for (unsigned p = 0; p < x86::kIoApicNumPins; ++p) {
+    const uint64_t e = rtes[p];
+    const bool ack_notifier = with_ack_notifier && p == kIsaIrq0IoApicPin && pit_reinject_;
+    if (!(e & x86::kRteTriggerLevel) && !ack_notifier) continue;
+    const uint8_t vec = static_cast<uint8_t>(e & x86::kRteVectorMask);
+    const uint32_t dest = static_cast<uint32_t>((e & x86::kRteDestMask) >> x86::kRteDestShift);
+    const uint32_t word = static_cast<uint32_t>(vec >> 5) * 0x10;
+    const bool pending_eoi =
+        ((c.lapic.reg(x86::kApicIsr + word) | c.lapic.reg(x86::kApicIrr + word)) >> (vec & 31)) &
+        1u;
+    if (irq::MatchDest(self, vcpu, nullptr, -1, x86::Shorthand::kNone, dest,
+                       e & x86::kRteDestLogical, route_options_.x2apic_broadcast_quirk_disabled) ||
+        pending_eoi)
+      b.set(vec);
+  }
+  return b;
 }
 
 void ApicvVm::eoi_broadcast(int vcpu, const LapicEoi& eoi) {
+  const bool apicv_active = inhibits_.vcpu_apicv_active(vcpu);
   // APICv EOI virtualization (SDM 30.1.3): the Lapic already completed the EOI (ISR, PPR); only a
-  // vector in the EOI-exit bitmap makes it exit to the hypervisor.
-  if (config_.vendor == VendorModel::kVmx && inhibits_.vcpu_apicv_active(vcpu)) {
+  // vector in the EOI-exit bitmap makes it exit to the hypervisor (handle_apic_eoi_induced).
+  if (config_.vendor == VendorModel::kVmx && apicv_active) {
     if (!vcpus_[static_cast<size_t>(vcpu)]->eoi_exit_bitmap.test(eoi.vector)) {
       st_eois_accel_.fetch_add(1, std::memory_order_relaxed);
       st_vmx_eois_virtualized_.fetch_add(1, std::memory_order_relaxed);
@@ -721,15 +777,25 @@ void ApicvVm::eoi_broadcast(int vcpu, const LapicEoi& eoi) {
     }
     st_vmx_eoi_exits_.fetch_add(1, std::memory_order_relaxed);
   }
-  trace::trace_kvm_eoi(dev_trace_, static_cast<uint32_t>(vcpu), eoi.vector);
-  // AVIC completes edge-triggered EOIs in hardware: no exit, no IOAPIC EOI, no ack notifier.
-  // That is why PIT reinjection (which needs the ack) inhibits AVIC.
-  if (config_.vendor == VendorModel::kSvm && !eoi.level_triggered &&
-      inhibits_.vcpu_apicv_active(vcpu)) {
+  // AVIC completes edge-triggered EOIs in the backing page: no exit, no IOAPIC EOI, no ack
+  // notifier. That is why PIT reinjection (which needs the ack) inhibits AVIC.
+  if (config_.vendor == VendorModel::kSvm && apicv_active &&
+      Avic::eoi_accelerated(eoi.level_triggered)) {
     st_eois_accel_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  // Only EOIs that reach KVM's emulation (apic_set_eoi, kvm_apic_set_eoi_accelerated) trace.
+  trace::trace_kvm_eoi(dev_trace_, static_cast<uint32_t>(vcpu), eoi.vector);
   st_eois_.fetch_add(1, std::memory_order_relaxed);
+  if (config_.placement == IrqchipPlacement::kSplit) {
+    // kvm_ioapic_send_eoi() with a split irqchip: a vector in ioapic_handled_vectors (the
+    // level-triggered routes scanned for this vCPU) sets pending_ioapic_eoi and exits with
+    // KVM_EXIT_IOAPIC_EOI; the VMM-layer IOAPIC then does the EOI. Other vectors stop here.
+    VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+    if (!ioapic_handled_vectors(c, vcpu, /*with_ack_notifier=*/false).test(eoi.vector)) return;
+    st_split_ioapic_eoi_exits_.fetch_add(1, std::memory_order_relaxed);
+    st_vmm_exits_.fetch_add(1, std::memory_order_relaxed);
+  }
   IoApicOutput out;
   {
     std::lock_guard<std::mutex> g(ioapic_mu_);
@@ -888,7 +954,8 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
   if (c.lapic.has_posted()) c.lapic.sync_pir_to_irr();
   vmx_sync_pir_to_irr(c);
 
-  // NMI first (KVM_NMI; KVM itself waits for the NMI window).
+  // NMI first (KVM_NMI; KVM itself waits for the NMI window). At most one event is injected
+  // per entry: an NMI here means no external interrupt below.
   int n = c.nmi_pending.load(std::memory_order_acquire);
   while (n > 0 && !c.nmi_pending.compare_exchange_weak(n, n - 1)) {
   }
@@ -923,15 +990,23 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
     return has_extint(c) || (!apicv_active && c.lapic.pending_deliverable() >= 0);
   };
   if (injectable()) {
-    if (ready) {
-      const int vec = has_extint(c) ? take_extint(c) : c.lapic.get_interrupt();
-      if (vec >= 0) {
-        inj.vector = vec;
-        st_injections_.fetch_add(1, std::memory_order_relaxed);
+    if (inj.nmi) {
+      // One event per entry: after inject_nmi() can_inject is false, so the interrupt check
+      // returns -EBUSY and kvm_check_and_inject_events() requests an immediate exit instead of
+      // an IRQ window (the goto out skips enable_irq_window). The backend's window request is
+      // that immediate exit; it is not a model window.
+      inj.request_window = true;
+    } else {
+      if (ready) {
+        const int vec = has_extint(c) ? take_extint(c) : c.lapic.get_interrupt();
+        if (vec >= 0) {
+          inj.vector = vec;
+          st_injections_.fetch_add(1, std::memory_order_relaxed);
+        }
+        irqwin_.inject_irq(vcpu, injectable(), vec);
       }
-      irqwin_.inject_irq(vcpu, injectable(), vec);
+      if (injectable()) req_int_win = true;
     }
-    if (injectable()) req_int_win = true;
   }
   if (req_int_win) {
     // enable_irq_window(): with AVIC this is where IRQWIN is set (legacy) or counted. KVM
@@ -947,7 +1022,7 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
   if (apicv_active && c.lapic.pending_deliverable() >= 0) {
     // APICv/AVIC active: the "hardware" evaluates vIRR against vPPR at instruction boundaries.
     // apicv models that with the backend's window, which is not a KVM IRQ window.
-    if (ready && inj.vector < 0) {
+    if (ready && inj.vector < 0 && !inj.nmi) {
       inj.vector = c.lapic.get_interrupt();
       st_hw_deliveries_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -1248,6 +1323,10 @@ VmStats ApicvVm::stats() const {
   s.vmx_eois_virtualized = st_vmx_eois_virtualized_.load();
   s.vmx_eoi_exits = st_vmx_eoi_exits_.load();
   s.vmx_ioapic_scans = st_vmx_ioapic_scans_.load();
+  s.split_ioapic_eoi_exits = st_split_ioapic_eoi_exits_.load();
+  s.avic_accelerated_accesses = st_avic_accel_accesses_.load();
+  s.avic_unaccelerated_traps = st_avic_unaccel_traps_.load();
+  s.avic_unaccelerated_faults = st_avic_unaccel_faults_.load();
   s.inhibits = inhibits_.stats();
   if (avic_) {
     const AvicStats a = avic_->stats();

@@ -13,7 +13,12 @@
 // vmx) and kicks. IOAPIC, PIC and PIT
 // each have one mutex; the APIC map is rebuilt under map_mu_ and published as an immutable
 // snapshot. A timer thread services the PIT and kicks vCPUs whose LAPIC timer expired.
-// Lock order: docs/locking.md (apicv_update_lock > map_mu_ > ioapic_mu_ > pic_mu_ > pit_mu_).
+// Locks (docs/locking.md): each device mutex is held only around one call into its device, and
+// the device's output (deliveries, acks, kicks, traces) is acted on after it is released, so
+// ioapic_mu_, pic_mu_, pit_mu_, timer_mu_ and kick_mu_ are never held together or with map_mu_,
+// and apicv_update_lock is never taken under any of them. Nestings: map_mu_ -> snap_mu_
+// (publishing the snapshot) and map_mu_ -> apicv_update_lock (the map inhibits, as KVM updates
+// them under apic_map_lock); snap_mu_ and the trace sink's mutex are leaves.
 //
 // AVIC (--vendor svm): a guest ICR write from a vCPU whose APICv is active goes through the Avic
 // model (APM 15.29.3.1): IRR + doorbell for running targets, AVIC_INCOMPLETE_IPI otherwise and
@@ -100,6 +105,14 @@ struct VmStats {
   uint64_t avic_vcpus_examined = 0;  // candidate vCPUs examined by fast + slow kicks
   uint64_t avic_kicks = 0;           // avic_kick_vcpu calls
   uint64_t vmm_exits = 0;            // accesses served by the VMM layer (split/off placement)
+  // split placement: LAPIC EOIs of vectors the VMM-layer IOAPIC handles (level-triggered RTEs
+  // for this vCPU): KVM_EXIT_IOAPIC_EOI. Also counted in vmm_exits.
+  uint64_t split_ioapic_eoi_exits = 0;
+  // AVIC active, xAPIC MMIO (APM 15.29.3.1 backing-page access table): accesses the "hardware"
+  // completed, and AVIC_UNACCELERATED_ACCESS exits (trap: after the store; fault: before it).
+  uint64_t avic_accelerated_accesses = 0;
+  uint64_t avic_unaccelerated_traps = 0;
+  uint64_t avic_unaccelerated_faults = 0;
   // APICv (vendor vmx, APICv active on the target): posted interrupts and EOI virtualization.
   // Splitting the no-notification cases (coalesced vs ON) is exact single-threaded and
   // approximate under concurrent senders of the same vector; their sum is exact.
@@ -175,6 +188,7 @@ class ApicvVm final : public IrqChip {
   void handle_lapic_output(int vcpu, const LapicOutput& out);
   void rebuild_apic_map(int changed_vcpu);
   void send_ipi(int src, const x86::InterruptRequest& req);
+  void kvm_apic_send_ipi(int src, const x86::InterruptRequest& req);
   void deliver(int src, const x86::InterruptRequest& req, int target);
   void deliver_fixed(int src, int target, uint8_t vector, bool level);
   void route_and_deliver(int src, const x86::InterruptRequest& req);
@@ -185,6 +199,8 @@ class ApicvVm final : public IrqChip {
   void request_scan_ioapic();
   void vcpu_scan_ioapic(int vcpu);
   void eoi_broadcast(int vcpu, const LapicEoi& eoi);
+  EoiExitBitmap ioapic_handled_vectors(VcpuCtx& c, int vcpu, bool with_ack_notifier);
+  void avic_lapic_mmio_access(int vcpu, VcpuCtx& c, uint32_t offset, unsigned len, bool write);
   void ack_notify_isa_irq(unsigned irq);
   void ioapic_output(const IoApicOutput& out);
   void pic_output(const PicOutput& out);
@@ -249,13 +265,13 @@ class ApicvVm final : public IrqChip {
   bool timer_poke_ = false;
   std::thread timer_thread_;
 
-  mutable std::mutex stats_mu_;
   std::atomic<uint64_t> st_ipis_{0}, st_ipi_kicks_{0}, st_injections_{0}, st_hw_deliveries_{0},
       st_nmis_{0}, st_windows_{0}, st_window_exits_{0}, st_pit_ticks_{0}, st_pit_acks_{0},
       st_eois_{0}, st_eois_accel_{0}, st_map_rebuilds_{0}, st_pmis_{0}, st_vmm_exits_{0},
       st_pi_deliveries_{0}, st_pi_notifications_{0}, st_pi_wakeups_{0}, st_pi_suppressed_on_{0},
       st_pi_coalesced_{0}, st_pi_harvests_{0}, st_vmx_eois_virtualized_{0}, st_vmx_eoi_exits_{0},
-      st_vmx_ioapic_scans_{0};
+      st_vmx_ioapic_scans_{0}, st_split_ioapic_eoi_exits_{0}, st_avic_accel_accesses_{0},
+      st_avic_unaccel_traps_{0}, st_avic_unaccel_faults_{0};
 };
 
 }  // namespace apicv::virt

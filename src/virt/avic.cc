@@ -472,6 +472,44 @@ bool Avic::is_trap_offset(uint32_t offset) {
   }
 }
 
+AvicAccess Avic::xapic_access(uint32_t offset, unsigned len, bool write, bool eoi_level) {
+  const uint32_t reg = offset & 0xFF0;
+  const bool in_register_range = (reg >= x86::kApicIsr && reg < x86::kApicEsr) ||  // ISR, TMR, IRR
+                                 (reg >= x86::kApicLvtt && reg <= x86::kApicTmict);
+  if (!write) {
+    switch (reg) {
+      case x86::kApicId:
+      case x86::kApicLvr:
+      case x86::kApicTpr:
+      case x86::kApicApr:
+      case x86::kApicPpr:
+      case x86::kApicEoi:
+      case x86::kApicRrr:
+      case x86::kApicLdr:
+      case x86::kApicDfr:
+      case x86::kApicSpiv:
+      case x86::kApicEsr:
+      case x86::kApicIcr:
+      case x86::kApicIcr2:
+      case x86::kApicTdcr:
+        return AvicAccess::kAccelerated;
+      default:
+        return in_register_range ? AvicAccess::kAccelerated : AvicAccess::kFault;
+    }
+  }
+  if (len != 4 || (offset & 0xF) != 0) return AvicAccess::kFault;
+  switch (reg) {
+    case x86::kApicTpr:
+    case x86::kApicIcr2:
+    case x86::kApicIcr:
+      return AvicAccess::kAccelerated;
+    case x86::kApicEoi:
+      return eoi_accelerated(eoi_level) ? AvicAccess::kAccelerated : AvicAccess::kTrap;
+    default:
+      return is_trap_offset(reg) ? AvicAccess::kTrap : AvicAccess::kFault;
+  }
+}
+
 AvicUnacceleratedAccess Avic::avic_unaccelerated_access_interception(int vcpu, uint64_t exit_info_1,
                                                                      uint64_t exit_info_2) {
   AvicUnacceleratedAccess a;

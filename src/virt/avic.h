@@ -120,6 +120,14 @@ enum class AvicIncompleteIpiAction : uint8_t {
   kUnhandledCause,    // unknown cause: KVM's vcpu_unimpl(), no action
 };
 
+// How the AVIC hardware handles one guest access to the xAPIC page (APM vol. 2 15.29.3.1, table
+// "AVIC Handling of Guest Accesses to the APIC Backing Page").
+enum class AvicAccess : uint8_t {
+  kAccelerated,  // read from / written to the backing page, no exit
+  kTrap,         // written to the backing page, then AVIC_UNACCELERATED_ACCESS (trap)
+  kFault,        // AVIC_UNACCELERATED_ACCESS before the access (fault: KVM emulates it)
+};
+
 // Decoded AVIC_UNACCELERATED_ACCESS exit (APM 15.29.5.2).
 struct AvicUnacceleratedAccess {
   uint32_t offset = 0;  // exit_info_1 & 0xFF0
@@ -225,14 +233,26 @@ class Avic {
   // guest mode -> doorbell; otherwise kvm_vcpu_wake_up.
   void avic_kick_vcpu(int vcpu, AvicVcpuOps& ops);
 
-  // AVIC_UNACCELERATED_ACCESS: decodes the exit and traces kvm_avic_unaccelerated_access. The Vm
-  // then calls kvm_apic_write_nodecode for traps (writes only) or emulates the instruction for
-  // faults; on a LDR/DFR trap it must also call update_logical_id().
+  // AVIC_UNACCELERATED_ACCESS: decodes the exit and traces kvm_avic_unaccelerated_access (trap =
+  // is_trap_offset(), as KVM decides it, whatever the access). The Vm then calls
+  // kvm_apic_write_nodecode for traps (writes only) or emulates the instruction for faults; on a
+  // LDR/DFR trap it must also call update_logical_id() (ApicvVm rebuilds the logical table with
+  // the APIC map instead).
   AvicUnacceleratedAccess avic_unaccelerated_access_interception(int vcpu, uint64_t exit_info_1,
                                                                  uint64_t exit_info_2);
   // Trap-type registers (APM 15.29.5.2 / spec §7.1): ID, EOI, RRR, LDR, DFR, SPIV, ESR, ICR, the
   // LVTs (timer, thermal, PMC, LINT0, LINT1, error), TMICT, TDCR. Other offsets fault.
   static bool is_trap_offset(uint32_t offset);
+  // The hardware's decision for an xAPIC MMIO access of `len` bytes at page offset `offset`.
+  // Reads: every register KVM's trap list names, plus LVR, TPR, APR, PPR, ISR, TMR, IRR and ICR2,
+  // come from the backing page; TMCCT (a live count) and offsets holding no register fault.
+  // Writes: TPR and ICR2 are accelerated; ICR low is the IPI path (handle_icr_write, reported
+  // here as kAccelerated); EOI is accelerated unless the highest in-service vector is
+  // level-triggered (`eoi_level`: its TMR bit), then it traps; the other trap-list registers
+  // trap; everything else (LVR, APR, PPR, ISR, TMR, IRR, TMCCT, no register) faults. A write
+  // that is not one aligned dword faults too (the model's choice: the page is only defined in
+  // whole 32-bit registers).
+  static AvicAccess xapic_access(uint32_t offset, unsigned len, bool write, bool eoi_level);
   // EOI writes: the hardware completes an edge-triggered EOI in the backing page (clears the ISR
   // bit, re-evaluates) without any exit, so KVM's ack notifiers never run for it; only EOIs of
   // level-triggered vectors (TMR set) trap. This is why PIT reinjection must inhibit AVIC.

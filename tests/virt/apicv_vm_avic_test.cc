@@ -220,8 +220,12 @@ TEST_F(AvicVmTest, InhibitedVmTakesNoAvicPath) {
   EXPECT_EQ(s.avic_incomplete_ipi, 0u);
   EXPECT_EQ(s.avic_doorbells, 0u);
   EXPECT_EQ(s.avic_kicks, 0u);
+  // One event per entry (kvm_check_and_inject_events): the NMI first, the interrupt next.
   Injection inj = vm_->check_and_inject_events(1, true, true);
   EXPECT_TRUE(inj.nmi);
+  EXPECT_EQ(inj.vector, -1);
+  inj = vm_->check_and_inject_events(1, true, true);
+  EXPECT_FALSE(inj.nmi);
   EXPECT_EQ(inj.vector, 0x66);
 }
 
