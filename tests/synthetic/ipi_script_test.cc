@@ -379,6 +379,26 @@ TEST(IpiScript, TraceShowsIncompleteIpiFromTheSendersTask) {
   EXPECT_EQ(incomplete, 1);
 }
 
+// With the model's kicks dropped (a backend whose kick does nothing), the halted target never
+// hears about its IPIs. vCPU 0 keeps running (it never waits), so the scheduler never has to
+// poll; the three IPIs pile up in vCPU 1's IRR (one vector: 2 coalesced) until vCPU 0 is done
+// and the end-of-run notification makes vCPU 1 look: events with no kick since it blocked, one
+// lost wake-up, one interrupt taken.
+TEST(IpiScript, DroppedKicksAreReportedAsLostWakeups) {
+  std::vector<IpiVcpuScript> s(2);
+  s[0].streams = {Physical(1, 0x40, 3, /*every=*/8, /*start=*/8)};
+  FakeClock clock;
+  IpiScriptVm vm(Config(2), s, clock, nullptr);
+  vm.vm().set_kick([](int) {});
+  const IpiRunResult r = vm.run_deterministic(&clock, 1000, 100000);
+  EXPECT_TRUE(r.completed);
+  EXPECT_FALSE(r.conserved());
+  EXPECT_EQ(r.vcpus[1].lost_wakeups, 1u);
+  EXPECT_EQ(r.vcpus[1].received[0x40], 1u);
+  EXPECT_EQ(r.total_coalesced(), 2u);
+  EXPECT_EQ(r.vcpus[1].kicks, 0u);
+}
+
 TEST(IpiScript, RejectsBadScripts) {
   FakeClock clock;
   auto make = [&](IpiScriptConfig c, std::vector<IpiVcpuScript> s) {

@@ -132,5 +132,25 @@ TEST(IpiThreads, InhibitedLegacyWindows) {
   EXPECT_EQ(vm.vm().inhibit_reasons(), 0x200u);
 }
 
+// A backend that drops the model's kicks: halts end only by their bounded waits, and the
+// quiescent check reports the wake-ups that never came. The run still finishes.
+TEST(IpiThreads, DroppedKicksAreReportedAsLostWakeups) {
+  std::vector<IpiVcpuScript> s(2);
+  s[0].streams = {Physical(1, 0x40, 5, 1)};
+  s[0].streams[0].every = 2;
+  s[0].guest_spin = 200000;  // no kick ends it: the target has long blocked before each send
+  IpiScriptConfig c;
+  c.nr_vcpus = 2;
+  c.device_trace = false;
+  MonotonicClock clock;
+  IpiScriptVm vm(c, s, clock, nullptr);
+  vm.vm().set_kick([](int) {});
+  const IpiRunResult r = vm.run_threads(kDeadline);
+  EXPECT_TRUE(r.completed);
+  EXPECT_EQ(r.vcpus[1].received[0x40], 5u);
+  EXPECT_GE(r.vcpus[1].lost_wakeups, 1u);
+  EXPECT_FALSE(r.conserved());
+}
+
 }  // namespace
 }  // namespace apicv::synthetic

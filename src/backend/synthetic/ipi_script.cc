@@ -340,7 +340,6 @@ void IpiScriptVm::phase_run(int v, bool threaded) {
         ++c.fig.window_exits;
       }
       c.halt_blocked = false;
-      c.halt_timed_out = false;
       c.phase = Phase::kHalt;
       return;
   }
@@ -383,7 +382,11 @@ void IpiScriptVm::write_icr(int v, size_t s) {
   const IpiStream& stream = scripts_[static_cast<size_t>(v)].streams[s];
   const std::vector<int>& targets = targets_[static_cast<size_t>(v)][s];
   // Counted before the write so no target ever shows more taken than sent.
-  for (int t : targets) vcpus_[t].sent_to[stream.vector].fetch_add(1, std::memory_order_acq_rel);
+  for (int t : targets) {
+    vcpus_[t].sent_to[stream.vector].fetch_add(1, std::memory_order_acq_rel);
+    if (stream.vector >= 16 && t != v)
+      vcpus_[t].deliveries_started.fetch_add(1, std::memory_order_seq_cst);
+  }
   ++c.fig.ipis_sent;
   c.fig.ipi_messages += targets.size();
   ++c.icr_writes;
@@ -418,6 +421,9 @@ void IpiScriptVm::write_icr(int v, size_t s) {
     Check(vm.mmio_write(v, kApicMmioBase + x86::kApicIcr2, &hi, 4), "ICR2 write");
     Check(vm.mmio_write(v, kApicMmioBase + x86::kApicIcr, &icrl, 4), "ICR write");
   }
+  if (stream.vector >= 16)
+    for (int t : targets)
+      if (t != v) vcpus_[t].deliveries_done.fetch_add(1, std::memory_order_seq_cst);
   vm.instruction_emulated(v);
   if (attribute_) {
     const virt::VmStats after = vm.stats();
@@ -475,11 +481,19 @@ void IpiScriptVm::phase_halt(int v, bool threaded) {
   virt::ApicvVm& vm = *vm_;
   for (;;) {
     if (stop_.load(std::memory_order_acquire)) return;
-    const uint32_t seq = c.kick_seq.load(std::memory_order_acquire);
+    // Both snapshots before has_events(): a delivery started after them either posted before
+    // the vCPU marked itself blocked (has_events() sees it: no wait) or finds it blocked, and
+    // then it or an earlier in-flight delivery kicks it.
+    const uint64_t started = c.deliveries_started.load(std::memory_order_seq_cst);
+    const uint32_t seq = c.kick_seq.load(std::memory_order_seq_cst);
     if (vm.next_deadline_ns(v) != UINT64_MAX) vm.run_timers(v);
+    const uint64_t kicks = c.kicks.load(std::memory_order_seq_cst);
     if (vm.has_events(v, /*if_set=*/true)) {
       if (c.halt_blocked) ++c.fig.wakeups;
-      if (c.halt_timed_out) ++c.fig.lost_wakeups;
+      // Single-threaded, nothing is in flight: an event that arrived while blocked without any
+      // kick from the model was never announced (the scheduler's poll or the end-of-run
+      // notification found it).
+      if (!threaded && c.halt_blocked && kicks == c.halt_kicks) ++c.fig.lost_wakeups;
       c.phase = Phase::kEnter;
       return;
     }
@@ -489,12 +503,23 @@ void IpiScriptVm::phase_halt(int v, bool threaded) {
     }
     c.halt_blocked = true;
     c.halt_seq = seq;
+    c.halt_kicks = kicks;
     if (!threaded) return;  // the scheduler skips this vCPU until its kick sequence moves
-    std::unique_lock<std::mutex> lk(c.mu);
-    c.halt_timed_out = !c.cv.wait_for(lk, kHaltWait, [&] {
-      return c.kick_seq.load(std::memory_order_acquire) != seq ||
-             stop_.load(std::memory_order_acquire);
-    });
+    {
+      std::unique_lock<std::mutex> lk(c.mu);
+      c.cv.wait_for(lk, kHaltWait, [&] {
+        return c.kick_seq.load(std::memory_order_acquire) != seq ||
+               stop_.load(std::memory_order_acquire);
+      });
+    }
+    // Only when no delivery to this vCPU is in flight: a posted interrupt that finds ON set (or
+    // a kick that finds the vCPU already exiting) relies on the earlier sender's notification,
+    // which may still be on its way. done == started read in that order means quiescent at the
+    // first read, so every kick of a completed delivery is visible to the kick_seq read below.
+    const uint64_t done_now = c.deliveries_done.load(std::memory_order_seq_cst);
+    if (done_now > started && done_now == c.deliveries_started.load(std::memory_order_seq_cst) &&
+        c.kick_seq.load(std::memory_order_seq_cst) == seq)
+      ++c.fig.lost_wakeups;
   }
 }
 
@@ -546,13 +571,14 @@ IpiRunResult IpiScriptVm::run_deterministic(FakeClock* clock, uint64_t step_ns,
       break;
     }
     if (pick < 0) {
-      // Every vCPU waits for a kick. Only a lost wake-up can leave one with events now.
+      // Every vCPU waits for a kick (a safety net: senders never halt, and the end-of-run
+      // notification reaches the others). Only a lost wake-up can leave one with events now;
+      // its next halt check counts it.
       for (int v = 0; v < n; ++v) {
         Vcpu& c = vcpus_[v];
         if (c.phase != Phase::kHalt) continue;
         set_task(v);
         if (vm_->has_events(v, true)) {
-          ++c.fig.lost_wakeups;
           c.halt_seq = c.kick_seq.load(std::memory_order_relaxed) - 1;
           pick = v;
         }

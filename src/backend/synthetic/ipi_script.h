@@ -195,6 +195,12 @@ class IpiScriptVm {
     std::condition_variable cv;
     std::array<std::atomic<uint64_t>, 256> received{};
     std::array<std::atomic<uint64_t>, 256> sent_to{};
+    // ICR writes addressed to this vCPU (vector >= 16, from another vCPU): counted before the
+    // write and after it returned (post and kick done). A blocked halt that finds no delivery in
+    // flight, one started after its last check completed, and its kick sequence unmoved has
+    // lost a wake-up.
+    std::atomic<uint64_t> deliveries_started{0};
+    std::atomic<uint64_t> deliveries_done{0};
     // Owner thread.
     Phase phase = Phase::kEnter;
     uint32_t loop_seq = 0;  // kick sequence at the top of the loop (BeginCheck)
@@ -207,9 +213,9 @@ class IpiScriptVm {
     uint64_t icr_writes = 0;
     std::vector<StreamState> streams;
     bool streams_done = false;
-    bool halt_blocked = false;    // this halt has blocked at least once
-    uint32_t halt_seq = 0;        // kick sequence the blocked halt waits to change
-    bool halt_timed_out = false;  // run_threads(): the last wait ended by its timeout
+    bool halt_blocked = false;  // this halt has blocked at least once
+    uint32_t halt_seq = 0;      // kick sequence the blocked halt waits to change
+    uint64_t halt_kicks = 0;    // model kicks when the halt blocked
     size_t stream_cursor = 0;
     IpiVcpuFigures fig;
   };
