@@ -75,6 +75,7 @@ inline std::string RunIoApicOps(const uint8_t* data, size_t size) {
   IoApic io(cfg);
   Verdict v;
   uint64_t now = 0;
+  uint32_t pin_levels = 0;  // electrical levels the harness drove
   for (size_t op = 1; !in.done() && op <= kMaxOpsPerInput && v.ok(); ++op) {
     const uint8_t kind = in.u8();
     IoApicOutput out;
@@ -114,9 +115,30 @@ inline std::string RunIoApicOps(const uint8_t* data, size_t size) {
         }
         break;
       }
-      case 3:  // an input pin changes (pins >= 24 must be ignored)
-        out = io.set_irq(in.u8() % 32, in.flag(), now);
+      case 3: {  // an input pin changes (pins >= 24 must be ignored)
+        const unsigned pin = in.u8() % 32;
+        const bool level = in.flag();
+        const uint64_t e = io.rte(pin);
+        const bool was_high = pin < kIoApicNumPins && (pin_levels & (1u << pin));
+        const bool low_active = cfg.honor_polarity && (e & kRtePolarityLow);
+        out = io.set_irq(pin, level, now);
+        if (pin < kIoApicNumPins) {
+          pin_levels = level ? (pin_levels | (1u << pin)) : (pin_levels & ~(1u << pin));
+        }
+        // Datasheet 3.2.4: an unmasked edge pin sends a message on its asserting edge; an
+        // unmasked level pin with remote IRR clear sends one when asserted.
+        bool must_deliver = false;
+        if (pin < kIoApicNumPins && !low_active && level && !(e & kRteMasked)) {
+          must_deliver = (e & kRteTriggerLevel) ? !(e & kRteRemoteIrr) : !was_high;
+        }
+        if (must_deliver) {
+          bool found = false;
+          for (unsigned k = 0; k < out.num_deliveries; ++k) found |= out.deliveries[k].pin == pin;
+          v.check(found, op, "asserted unmasked pin sent no message");
+        }
+        if (pin >= kIoApicNumPins) v.check(out.num_deliveries == 0, op, "pin >= 24 delivered");
         break;
+      }
       case 4: {  // EOI broadcast, mostly for a vector some RTE uses
         const uint8_t s = in.u8();
         const uint8_t vec =
@@ -137,6 +159,7 @@ inline std::string RunIoApicOps(const uint8_t* data, size_t size) {
       }
       case 6:
         io.reset();
+        pin_levels = 0;
         v.check(io.irr() == 0 && io.ioregsel() == 0 && io.id() == 0, op, "reset state");
         for (unsigned pin = 0; pin < kIoApicNumPins; ++pin) {
           v.check(io.rte(pin) == kRteMasked, op, "RTE not masked after reset");

@@ -157,6 +157,25 @@ inline void CheckXApicWrite(const Lapic& l, uint32_t off, uint32_t val, size_t o
   if (off == 0xE0) v.check(l.reg(0xE0) == (val | 0x0FFFFFFFu), op, "DFR write not masked");
 }
 
+// SDM 11.5.4: writing TMICT copies it into TMCCT and starts the countdown (not in TSC-deadline
+// mode, where TMICT writes are ignored and TMCCT reads 0). Read back at the same instant.
+inline void CheckTmictWrite(Lapic& l, uint32_t off, uint32_t val, uint64_t now, size_t op,
+                            Verdict& v) {
+  if (off != 0x380 || val == 0) return;
+  const ApicMode mode = l.mode();
+  if (mode != ApicMode::kXApic && mode != ApicMode::kX2Apic) return;
+  if (((l.reg(0x320) >> 17) & 3) == 2) return;  // TSC-deadline mode
+  uint32_t tmcct = 0;
+  if (mode == ApicMode::kXApic) {
+    l.mmio_read(0x390, &tmcct, 4, now);
+  } else {
+    tmcct = static_cast<uint32_t>(l.rdmsr_x2apic(0x839, now).value);
+  }
+  v.check(l.reg(0x380) == val, op, "TMICT not stored");
+  v.check(tmcct == val, op, "TMCCT != TMICT right after the TMICT write");
+  v.check(l.next_timer_deadline_ns() > now, op, "a fresh countdown is already due");
+}
+
 // Output sanity of one call.
 inline void CheckLapicOutput(const LapicOutput& out, size_t op, Verdict& v) {
   if (out.ipi) {
@@ -222,7 +241,12 @@ inline std::string RunLapicOps(const uint8_t* data, size_t size) {
         const unsigned len = (s & 0x40) ? (in.u8() % 10) : 4;
         const uint64_t val = in.u64();
         CheckLapicOutput(l.mmio_write(off, &val, len, now), op, v);
-        if (len == 4) CheckXApicWrite(l, off, static_cast<uint32_t>(val), op, v);
+        if (len == 4) {
+          CheckXApicWrite(l, off, static_cast<uint32_t>(val), op, v);
+          if (l.mode() == ApicMode::kXApic) {  // MMIO is dropped in the other modes
+            CheckTmictWrite(l, off, static_cast<uint32_t>(val), now, op, v);
+          }
+        }
         break;
       }
       case 1: {  // MMIO read
@@ -283,11 +307,22 @@ inline std::string RunLapicOps(const uint8_t* data, size_t size) {
         break;
       }
       case 6: {  // EOI in whichever mode is active
+        // SDM 11.8.5: an EOI retires the highest-priority in-service vector, and only that one.
+        const int isr_before = l.highest_isr();
+        const bool reachable = l.x2apic_mode() || l.mode() == ApicMode::kXApic;
+        LapicOutput out;
         if (l.x2apic_mode()) {
-          CheckLapicOutput(l.wrmsr_x2apic(0x80B, 0, now).out, op, v);
+          out = l.wrmsr_x2apic(0x80B, 0, now).out;
         } else {
           const uint32_t zero = 0;
-          CheckLapicOutput(l.mmio_write(0xB0, &zero, 4, now), op, v);
+          out = l.mmio_write(0xB0, &zero, 4, now);
+        }
+        CheckLapicOutput(out, op, v);
+        if (reachable && isr_before >= 0) {
+          v.check(out.eoi && out.eoi->vector == isr_before, op, "EOI did not report the ISR top");
+          v.check(l.highest_isr() < isr_before, op, "EOI left the highest ISR bit set");
+        } else {
+          v.check(!out.eoi, op, "EOI reported with nothing in service");
         }
         break;
       }
@@ -362,6 +397,7 @@ inline std::string RunLapicOps(const uint8_t* data, size_t size) {
             CheckLapicOutput(l.mmio_write(off, &val, 4, now), op, v);
             CheckXApicWrite(l, off, val, op, v);
           }
+          CheckTmictWrite(l, off, val, now, op, v);
         }
         break;
       }

@@ -43,6 +43,7 @@ inline std::string RunPitOps(const uint8_t* data, size_t size) {
   Pit pit(cfg);
   Verdict v;
   uint64_t now = 0;
+  bool gate0 = true;  // channel 0's gate (tied high on a PC; fuzzed here)
   for (size_t op = 1; !in.done() && op <= kMaxOpsPerInput && v.ok(); ++op) {
     const uint8_t kind = in.u8();
     PitOutput out;
@@ -64,8 +65,18 @@ inline std::string RunPitOps(const uint8_t* data, size_t size) {
         const uint8_t mode = in.u8() % 8;
         const bool bcd = in.flag();
         pit.pio_write(0x43, static_cast<uint8_t>((ch << 6) | (3 << 4) | (mode << 1) | bcd), now);
-        pit.pio_write(static_cast<uint16_t>(0x40 + ch), in.u8(), now);
-        out = pit.pio_write(static_cast<uint16_t>(0x40 + ch), in.u8(), now);
+        const uint8_t lsb = in.u8(), msb = in.u8();
+        pit.pio_write(static_cast<uint16_t>(0x40 + ch), lsb, now);
+        out = pit.pio_write(static_cast<uint16_t>(0x40 + ch), msb, now);
+        // Channel 0, binary mode 2 or 3, no clamp, gate high: the first IRQ0 edge comes N clocks
+        // after the count is written (8254 datasheet; count 0 means 65536).
+        if (ch == 0 && !bcd && (mode & 2) != 0 && cfg.min_period_ns == 0 && gate0) {
+          const uint64_t n = (static_cast<uint64_t>(msb) << 8 | lsb) == 0
+                                 ? 0x10000
+                                 : (static_cast<uint64_t>(msb) << 8 | lsb);
+          const uint64_t first = now + (n * 1'000'000'000ull + 1193182 - 1) / 1193182;
+          v.check(pit.next_deadline_ns() == first, op, "mode 2 first IRQ0 edge misplaced");
+        }
         break;
       }
       case 3: {  // time passes: the host timer fires at the deadline the PIT asked for
@@ -84,9 +95,13 @@ inline std::string RunPitOps(const uint8_t* data, size_t size) {
       case 4:  // EOI of the PIT's vector
         out = pit.ack_irq();
         break;
-      case 5:
-        out = pit.set_gate(in.u8() % 4, in.flag(), now);
+      case 5: {
+        const unsigned ch = in.u8() % 4;
+        const bool level = in.flag();
+        out = pit.set_gate(ch, level, now);
+        if (ch == 0) gate0 = level;
         break;
+      }
       case 6:
         pit.irq0_mask_changed(in.flag());
         break;
@@ -95,6 +110,7 @@ inline std::string RunPitOps(const uint8_t* data, size_t size) {
         break;
       default:
         pit.reset(now);
+        gate0 = true;
         v.check(pit.pending() == 0, op, "pending after reset");
         break;
     }
