@@ -254,9 +254,16 @@ void PrintVmStats(const virt::ApicvVm& vm) {
   } else {
     std::fprintf(stderr,
                  "  avic: accelerated ipis %llu incomplete-ipi exits %llu doorbells %llu "
-                 "kicks %llu\n",
+                 "kicks %llu\n"
+                 "  avic xAPIC MMIO: accelerated %llu unaccelerated-access exits: trap %llu "
+                 "fault %llu\n",
                  u(s.avic_accelerated_ipis), u(s.avic_incomplete_ipi), u(s.avic_doorbells),
-                 u(s.avic_kicks));
+                 u(s.avic_kicks), u(s.avic_accelerated_accesses), u(s.avic_unaccelerated_traps),
+                 u(s.avic_unaccelerated_faults));
+  }
+  if (vm.config().placement == virt::IrqchipPlacement::kSplit) {
+    std::fprintf(stderr, "  split: VMM-layer exits %llu of which IOAPIC EOI exits %llu\n",
+                 u(s.vmm_exits), u(s.split_ioapic_eoi_exits));
   }
 }
 
