@@ -10,8 +10,10 @@
 // Two drivers: run_threads() (one host thread per vCPU, for stress and benchmarks) and
 // run_deterministic() (one thread, a seeded scheduler stepping vCPUs; identical output per seed).
 //
-// Not supported: guest memory or instructions, LAPIC/IOAPIC/PIC device models (interrupts are
-// abstract vectors), IPIs between vCPUs, NMIs, nested (L2) execution.
+// Not supported here: guest memory or instructions, LAPIC/IOAPIC/PIC device models (interrupts
+// are abstract vectors), IPIs between vCPUs, NMIs, nested (L2) execution. IPIs, EOIs and halts
+// through the real LAPIC/AVIC/posted-interrupt models are the IPI scripts' job (ipi_script.h,
+// IpiScriptVm, which drives a whole virt::ApicvVm); docs/synthetic.md compares the two.
 #pragma once
 
 #include <cstdint>
