@@ -21,27 +21,33 @@ bool Pic::handles_port(uint16_t port) {
          port == kPicSlaveData || port == kPicElcrMaster || port == kPicElcrSlave;
 }
 
-void Pic::set_irq1(unsigned chip, unsigned ir, bool level) {
+bool Pic::set_irq1(unsigned chip, unsigned ir, bool level) {
   Chip& c = chips_[chip];
   uint8_t bit = static_cast<uint8_t>(1u << ir);
+  bool merged = false;
   if (c.elcr & bit) {
     // Level: IRR follows the line.
     if (level) {
+      merged = c.irr & bit;
       c.irr |= bit;
       c.last_irr |= bit;
     } else {
       c.irr &= ~bit;
       c.last_irr &= ~bit;
     }
-    return;
+    return merged;
   }
   // Edge: a low-to-high transition latches IRR; the line falling does not clear it.
   if (level) {
-    if (!(c.last_irr & bit)) c.irr |= bit;
+    if (!(c.last_irr & bit)) {
+      merged = c.irr & bit;
+      c.irr |= bit;
+    }
     c.last_irr |= bit;
   } else {
     c.last_irr &= ~bit;
   }
+  return merged;
 }
 
 unsigned Pic::priority(const Chip& c, uint8_t mask) const {
@@ -97,7 +103,9 @@ void Pic::intack(unsigned chip, unsigned ir, PicOutput& out) {
 PicOutput Pic::set_irq(unsigned irq, bool level) {
   PicOutput out;
   if (irq >= kPicNumIrqs) return out;
-  set_irq1(irq >> 3, irq & 7, level);
+  const bool merged = set_irq1(irq >> 3, irq & 7, level);
+  // A masked input is reported as masked, never as coalesced (KVM returns -1 before ret == 0).
+  out.coalesced = merged && !(chips_[irq >> 3].imr & (1u << (irq & 7)));
   update_irq(out);
   return out;
 }

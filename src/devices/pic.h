@@ -26,7 +26,11 @@ namespace apicv {
 struct PicOutput {
   bool output_changed = false;  // the INT line (output()) changed during this call
   uint16_t acked_irqs = 0;      // bit n: ISR bit of IRQ n cleared by EOI/AEOI/init (ack notifiers)
-  uint16_t mask_changed_irqs = 0;     // bit n: IMR bit of IRQ n changed (mask notifiers)
+  uint16_t mask_changed_irqs = 0;  // bit n: IMR bit of IRQ n changed (mask notifiers)
+  // set_irq only: the assertion found its IRR bit already set on an unmasked input (an edge, or a
+  // level going high) and merged with the pending request. KVM's pic_set_irq1() returns 0 then
+  // (-1 for a masked input, 1 otherwise) and kvm_pic_set_irq traces " (coalesced)" for 0.
+  bool coalesced = false;
   const char* unsupported = nullptr;  // guest asked for an unsupported feature; log it
 };
 
@@ -85,8 +89,9 @@ class Pic {
   };
 
   static unsigned irq_offset(unsigned chip) { return chip ? 8 : 0; }
-  // Set IRR from an input level (edge detect unless ELCR says level).
-  void set_irq1(unsigned chip, unsigned ir, bool level);
+  // Set IRR from an input level (edge detect unless ELCR says level). Returns true when a rising
+  // input (or a level going high) found its IRR bit already set.
+  bool set_irq1(unsigned chip, unsigned ir, bool level);
   // Priority 0 (highest) .. 7 of the first set bit of mask under rotation; 8 if none.
   unsigned priority(const Chip& c, uint8_t mask) const;
   // The IR this chip would present to its INT pin, or -1.
