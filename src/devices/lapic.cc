@@ -255,7 +255,10 @@ bool Lapic::set_cr8(uint64_t cr8) {
 
 void Lapic::do_eoi(LapicOutput* out) {
   const int v = isr_.highest();
-  if (v < 0) return;  // EOI with nothing in service does nothing
+  if (v < 0) {
+    out->eoi_empty = true;  // nothing in service: no state change, no KVM_REQ_EVENT
+    return;
+  }
   const uint8_t vector = static_cast<uint8_t>(v);
   isr_.clear(vector);
   update_ppr();

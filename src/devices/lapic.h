@@ -60,6 +60,9 @@ struct LapicEoi {
 struct LapicOutput {
   std::optional<x86::InterruptRequest> ipi;  // ICR or SELF_IPI write: route this message
   std::optional<LapicEoi> eoi;               // EOI with an in-service vector
+  // An EOI write that found the ISR empty: architecturally a no-op, reported only because KVM's
+  // apic_set_eoi() traces it (kvm_eoi with vector -1).
+  bool eoi_empty = false;
   bool map_dirty = false;      // ID/LDR/DFR/SPIV-enable/base mode changed: rebuild ApicMap
   bool apicv_update = false;   // IA32_APIC_BASE EN or EXTD changed: KVM_REQ_APICV_UPDATE
   bool base_modified = false;  // enabled at a base other than 0xFEE00000 (APIC_BASE_MODIFIED)
