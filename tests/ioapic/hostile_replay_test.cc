@@ -19,7 +19,7 @@ constexpr uint64_t kSeedBase = 2000000;  // distinct per device
 constexpr int kInputs = 2000;
 constexpr size_t kBytesPerInput = 1200;  // about 200 ops
 
-TEST(HostileReplay, FixedSeedsKeepEveryInvariant) {
+TEST(IoApicHostileReplay, FixedSeedsKeepEveryInvariant) {
   for (int seed = 0; seed < kInputs; ++seed) {
     const std::vector<uint8_t> input =
         ReplayInput(kSeedBase + static_cast<uint64_t>(seed), kBytesPerInput);
@@ -28,7 +28,7 @@ TEST(HostileReplay, FixedSeedsKeepEveryInvariant) {
   }
 }
 
-TEST(HostileReplay, ShortAndEmptyInputs) {
+TEST(IoApicHostileReplay, ShortAndEmptyInputs) {
   // Truncated programs decode missing bytes as zeros; none of them may break an invariant.
   const std::vector<uint8_t> input = ReplayInput(7, 64);
   for (size_t n = 0; n <= input.size(); ++n) {
@@ -36,7 +36,7 @@ TEST(HostileReplay, ShortAndEmptyInputs) {
   }
 }
 
-TEST(HostileReplay, SeedCorpus) {
+TEST(IoApicHostileReplay, SeedCorpus) {
   const std::filesystem::path dir =
       std::filesystem::path(__FILE__).parent_path() / "../../fuzz/corpus/ioapic";
   ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;

@@ -19,7 +19,7 @@ constexpr uint64_t kSeedBase = 4000000;  // distinct per device
 constexpr int kInputs = 2000;
 constexpr size_t kBytesPerInput = 800;  // about 200 ops
 
-TEST(HostileReplay, FixedSeedsKeepEveryInvariant) {
+TEST(PitHostileReplay, FixedSeedsKeepEveryInvariant) {
   for (int seed = 0; seed < kInputs; ++seed) {
     const std::vector<uint8_t> input =
         ReplayInput(kSeedBase + static_cast<uint64_t>(seed), kBytesPerInput);
@@ -28,7 +28,7 @@ TEST(HostileReplay, FixedSeedsKeepEveryInvariant) {
   }
 }
 
-TEST(HostileReplay, ShortAndEmptyInputs) {
+TEST(PitHostileReplay, ShortAndEmptyInputs) {
   // Truncated programs decode missing bytes as zeros; none of them may break an invariant.
   const std::vector<uint8_t> input = ReplayInput(7, 64);
   for (size_t n = 0; n <= input.size(); ++n) {
@@ -36,7 +36,7 @@ TEST(HostileReplay, ShortAndEmptyInputs) {
   }
 }
 
-TEST(HostileReplay, SeedCorpus) {
+TEST(PitHostileReplay, SeedCorpus) {
   const std::filesystem::path dir =
       std::filesystem::path(__FILE__).parent_path() / "../../fuzz/corpus/pit";
   ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
