@@ -82,6 +82,8 @@ inline std::string RunApicvVmOps(const uint8_t* data, size_t size) {
 
   auto s = std::make_unique<VmFuzzState>(cfg);
   virt::ApicvVm& vm = s->vm;
+  // Device tracepoints (kvm_apic_ipi, kvm_apic_accept_irq, kvm_eoi, ...) flood the ring.
+  vm.set_device_trace(c1 & 32);
   Verdict v;
   const int n = cfg.nr_vcpus;
   auto exit_guest = [&](int i) {
