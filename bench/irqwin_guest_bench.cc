@@ -71,7 +71,7 @@ GuestRun RunOnce(virt::IrqWindowMode mode, int ticks, int index) {
   const double wall = s.result.wall_s > 0 ? s.result.wall_s : 1;
   r.ticks_per_s = cli::GuestRate(s.serial, "ticks");
   r.acks_per_wall_s = static_cast<double>(s.stats.pit_acks) / wall;
-  r.inhibit_lines_per_s = static_cast<double>(s.inhibit_lines.size()) / wall;
+  r.inhibit_lines_per_s = static_cast<double>(s.inhibits.lines) / wall;  // all, not only kept
   r.counts = cli::CountIrqWin(s);
   r.checks.push_back({"guest passed (pit-extint, ticks=" + std::to_string(ticks) + ")", s.passed});
   for (auto& c : cli::IrqWinStructureChecks(s, r.counts)) r.checks.push_back(std::move(c));
