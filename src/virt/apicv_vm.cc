@@ -27,6 +27,17 @@ constexpr uint16_t kTestDevEnd = 0x2017;
 constexpr unsigned kIsaIrq0IoApicPin = 2;
 // Linux's POSTED_INTR_VECTOR: the notification vector KVM writes into every PiDesc.NV.
 constexpr uint8_t kPostedIntrVector = 0xF2;
+// kvm_set_irq() sources: KVM_USERSPACE_IRQ_SOURCE_ID (KVM_IRQ_LINE) and KVM_PIT_IRQ_SOURCE_ID.
+constexpr int kUserspaceIrqSourceId = 0;
+constexpr int kPitIrqSourceId = 2;
+// KVM_IRQCHIP_* numbers printed by kvm_ack_irq.
+constexpr unsigned kIrqchipPicMaster = 0;
+constexpr unsigned kIrqchipPicSlave = 1;
+constexpr unsigned kIrqchipIoapic = 2;
+
+bool TraceOn(const trace::TraceSink* sink) {
+  return sink && sink->enabled();
+}
 
 // PMU MSRs served by the vPMU (Intel v2 and AMD legacy / core extension).
 bool IsPmuMsrRange(uint32_t msr) {
@@ -230,6 +241,11 @@ const PiDesc& ApicvVm::pi_desc(int vcpu) const {
 }
 const EoiExitBitmap& ApicvVm::eoi_exit_bitmap(int vcpu) const {
   return vcpus_[static_cast<size_t>(vcpu)]->eoi_exit_bitmap;
+}
+
+void ApicvVm::set_device_trace(bool on) {
+  dev_trace_ = on ? trace_ : nullptr;
+  if (avic_) avic_->set_device_trace(dev_trace_);
 }
 
 void ApicvVm::set_kick(std::function<void(int)> kick) {
@@ -487,6 +503,11 @@ void ApicvVm::handle_lapic_output(int vcpu, const LapicOutput& out) {
   if (out.apicv_update) reqs_.vcpu(vcpu).make_request(kReqApicvUpdate);
   if (out.ipi) send_ipi(vcpu, *out.ipi);
   if (out.eoi) eoi_broadcast(vcpu, *out.eoi);
+  // apic_set_eoi() traces an EOI write that finds the ISR empty as vector -1 and stops there. An
+  // EOI the AVIC/APICv "hardware" completes never reaches it: with the ISR empty nothing is
+  // level-triggered (AVIC does not trap) and SVI is 0, outside the EOI-exit bitmap (APICv).
+  if (out.eoi_empty && !inhibits_.vcpu_apicv_active(vcpu))
+    trace::trace_kvm_eoi(lapic_trace(), static_cast<uint32_t>(vcpu), -1);
   if (out.timer_changed) note_timer(vcpu);
   if (out.event) reqs_.vcpu(vcpu).make_request(kReqEvent);
 }
@@ -552,7 +573,7 @@ void ApicvVm::send_ipi(int src, const InterruptRequest& req) {
 void ApicvVm::kvm_apic_send_ipi(int src, const InterruptRequest& req) {
   // kvm_apic_send_ipi() traces the ICR low word (BUSY already cleared) and the decoded
   // destination: ICR[63:32] for an x2APIC source, ICR2[31:24] for xAPIC.
-  trace::trace_kvm_apic_ipi(dev_trace_, IcrLow(req), req.dest_id);
+  trace::trace_kvm_apic_ipi(lapic_trace(), IcrLow(req), req.dest_id);
   route_and_deliver(src, req);
 }
 
@@ -589,7 +610,7 @@ void ApicvVm::route_and_deliver(int src, const InterruptRequest& req) {
 void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
   if (target < 0 || target >= config_.nr_vcpus) return;
   VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
-  trace::trace_kvm_apic_accept_irq(dev_trace_, static_cast<uint32_t>(target),
+  trace::trace_kvm_apic_accept_irq(lapic_trace(), static_cast<uint32_t>(target),
                                    static_cast<uint16_t>(req.delivery_mode) << 8, req.trigger_level,
                                    req.vector);
   switch (req.delivery_mode) {
@@ -597,7 +618,7 @@ void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
     case DeliveryMode::kLowestPriority:
       // __apic_accept_irq drops a level-triggered deassert.
       if (req.trigger_level && !req.level) return;
-      deliver_fixed(src, target, req.vector, req.trigger_level);
+      deliver_fixed(src, target, req);
       return;
     case DeliveryMode::kNmi: {
       int n = t.nmi_pending.load(std::memory_order_relaxed);
@@ -622,23 +643,45 @@ void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
   kick(target);
 }
 
-void ApicvVm::deliver_fixed(int src, int target, uint8_t vector, bool level) {
+void ApicvVm::deliver_fixed(int src, int target, const InterruptRequest& req) {
   VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
+  const uint8_t vector = req.vector;
+  const bool level = req.trigger_level;
+  // The vendor deliver_interrupt hook traces kvm_apicv_accept_irq when the interrupt goes through
+  // the target's APICv/AVIC: vmx_deliver_interrupt() after posting,
+  // svm_complete_interrupt_delivery() before the doorbell or wake-up. With APICv inhibited on the
+  // target neither traces.
+  const bool apicv_active = inhibits_.vcpu_apicv_active(target);
+  auto trace_apicv_accept = [&] {
+    trace::trace_kvm_apicv_accept_irq(lapic_trace(), static_cast<uint32_t>(target),
+                                      static_cast<uint16_t>(req.delivery_mode) << 8, level, vector);
+  };
   if (target == src) {
     InterruptRequest r;
     r.vector = vector;
     r.trigger_level = level;
     t.lapic.accept_irq(r);
+    // The sender is outside guest mode (it is handling its own exit): no doorbell, no notification.
+    if (apicv_active) trace_apicv_accept();
     reqs_.vcpu(target).make_request(kReqEvent);
     return;
   }
   // vmx_deliver_interrupt(): with APICv active on the target, post into its descriptor.
-  if (config_.vendor == VendorModel::kVmx && inhibits_.vcpu_apicv_active(target)) {
+  if (config_.vendor == VendorModel::kVmx && apicv_active) {
     vmx_deliver_posted_interrupt(target, vector, level);
+    trace_apicv_accept();
     return;
   }
   // Lock-free posting into the target's PIR; the owner folds it into IRR before injecting.
   t.lapic.post(vector, level);
+  if (avic_ && apicv_active) {
+    trace_apicv_accept();
+    // avic_ring_doorbell() for a target in guest mode (the kick below stands for the doorbell).
+    if (reqs_.vcpu(target).mode() == VcpuMode::kInGuestMode &&
+        (src < 0 || HostApicId(src) != HostApicId(target)))
+      trace::trace_kvm_avic_doorbell(lapic_trace(), static_cast<uint32_t>(target),
+                                     HostApicId(target));
+  }
   st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
   reqs_.make_request_and_kick(target, kReqEvent);
 }
@@ -785,7 +828,7 @@ void ApicvVm::eoi_broadcast(int vcpu, const LapicEoi& eoi) {
     return;
   }
   // Only EOIs that reach KVM's emulation (apic_set_eoi, kvm_apic_set_eoi_accelerated) trace.
-  trace::trace_kvm_eoi(dev_trace_, static_cast<uint32_t>(vcpu), eoi.vector);
+  trace::trace_kvm_eoi(lapic_trace(), static_cast<uint32_t>(vcpu), eoi.vector);
   st_eois_.fetch_add(1, std::memory_order_relaxed);
   if (config_.placement == IrqchipPlacement::kSplit) {
     // kvm_ioapic_send_eoi() with a split irqchip: a vector in ioapic_handled_vectors (the
@@ -801,6 +844,18 @@ void ApicvVm::eoi_broadcast(int vcpu, const LapicEoi& eoi) {
     std::lock_guard<std::mutex> g(ioapic_mu_);
     out = ioapic_.eoi(eoi.vector, eoi.level_triggered, now());
   }
+  // kvm_ioapic_update_eoi_one() runs kvm_notify_acked_irq() (kvm_ack_irq) for every pin with the
+  // EOIed vector, before the pin's notifier acts. KVM only gets there for vectors in
+  // ioapic_handled_vectors (kvm_ioapic_send_eoi); the model's IOAPIC sees every EOI, so the
+  // trace is filtered here.
+  if (out.acked_pins != 0 && TraceOn(kernel_irqchip_trace())) {
+    VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+    if (ioapic_handled_vectors(c, vcpu, /*with_ack_notifier=*/true).test(eoi.vector)) {
+      for (uint32_t pins = out.acked_pins; pins != 0; pins &= pins - 1)
+        trace::trace_kvm_ack_irq(kernel_irqchip_trace(), kIrqchipIoapic,
+                                 static_cast<unsigned>(std::countr_zero(pins)));
+    }
+  }
   ioapic_output(out);
 }
 
@@ -815,10 +870,52 @@ void ApicvVm::ioapic_output(const IoApicOutput& out) {
     std::lock_guard<std::mutex> g(pit_mu_);
     pit_.irq0_mask_changed(masked);
   }
-  for (unsigned i = 0; i < out.num_deliveries; ++i) route_and_deliver(-1, out.deliveries[i].irq);
+  const bool split_msi = config_.placement == IrqchipPlacement::kSplit && TraceOn(lapic_trace());
+  for (unsigned i = 0; i < out.num_deliveries; ++i) {
+    const IoApicDelivery& d = out.deliveries[i];
+    if (split_msi) trace_split_ioapic_msi(d.pin, /*assert_only=*/true);
+    route_and_deliver(-1, d.irq);
+    if (split_msi && !d.irq.trigger_level) trace_split_ioapic_msi(d.pin, /*assert_only=*/false);
+  }
+}
+
+// kernel-irqchip=split: the VMM's IOAPIC raises a pin through KVM_IRQ_LINE on the GSI the VMM
+// routed as an MSI (QEMU: GSI = pin, MSI address/data built from the RTE; an edge pin is raised
+// and lowered at once, a level pin only raised). kvm_set_irq() traces the line, kvm_set_msi()
+// traces kvm_msi_set_irq for the assertion only (it returns before the trace when level is 0).
+void ApicvVm::trace_split_ioapic_msi(unsigned pin, bool assert_only) {
+  trace::TraceSink* tp = lapic_trace();
+  if (!assert_only) {
+    trace::trace_kvm_set_irq(tp, pin, 0, kUserspaceIrqSourceId);
+    return;
+  }
+  uint64_t e;
+  {
+    std::lock_guard<std::mutex> g(ioapic_mu_);
+    e = ioapic_.rte(pin);
+  }
+  trace::trace_kvm_set_irq(tp, pin, 1, kUserspaceIrqSourceId);
+  // QEMU's ioapic_entry_parse(): address = 0xFEE00000 | RTE[63:48] << 4 | dest mode << 2; data =
+  // vector | delivery mode << 8 | trigger << 15.
+  const uint64_t address =
+      0xFEE00000ull | (((e >> 48) & 0xFFFF) << 4) | ((e & x86::kRteDestLogical) ? (1ull << 2) : 0);
+  const uint64_t data = (e & x86::kRteVectorMask) | (e & x86::kRteDeliveryModeMask) |
+                        ((e & x86::kRteTriggerLevel) ? (1ull << 15) : 0);
+  trace::trace_kvm_msi_set_irq(tp, address, data);
+}
+
+void ApicvVm::trace_pic_acks(uint16_t acked_irqs) {
+  // pic_clear_isr() -> kvm_notify_acked_irq(SELECT_PIC(irq), irq): irq counts 0-15 across both
+  // chips, so a slave pin prints as 8-15.
+  for (uint32_t irqs = acked_irqs; irqs != 0; irqs &= irqs - 1) {
+    const unsigned irq = static_cast<unsigned>(std::countr_zero(irqs));
+    trace::trace_kvm_ack_irq(kernel_irqchip_trace(), irq < 8 ? kIrqchipPicMaster : kIrqchipPicSlave,
+                             irq);
+  }
 }
 
 void ApicvVm::pic_output(const PicOutput& out) {
+  if (out.acked_irqs != 0 && TraceOn(kernel_irqchip_trace())) trace_pic_acks(out.acked_irqs);
   if (out.acked_irqs & 1u) ack_notify_isa_irq(0);
   if (out.mask_changed_irqs & 1u) {
     bool masked;
@@ -852,13 +949,21 @@ void ApicvVm::ack_notify_isa_irq(unsigned irq) {
 void ApicvVm::pit_output(const PitOutput& out) {
   for (unsigned i = 0; i < out.irq0_pulses; ++i) {
     st_pit_ticks_.fetch_add(1, std::memory_order_relaxed);
-    set_isa_irq(0, true);
-    set_isa_irq(0, false);
+    // pit_do_work(): kvm_set_irq(GSI 0, 1) then (GSI 0, 0) from the PIT's source.
+    set_irq_line(0, true, kPitIrqSourceId);
+    set_irq_line(0, false, kPitIrqSourceId);
   }
 }
 
 void ApicvVm::set_isa_irq(unsigned irq, bool level) {
+  set_irq_line(irq, level, kUserspaceIrqSourceId);
+}
+
+void ApicvVm::set_irq_line(unsigned irq, bool level, int irq_source_id) {
   if (irq >= 24) return;
+  // kvm_set_irq() traces the GSI before walking its routes (PIC, then IOAPIC). Only with the
+  // in-kernel PIC/IOAPIC: with split/off the line belongs to the VMM's devices.
+  trace::trace_kvm_set_irq(kernel_irqchip_trace(), irq, level ? 1 : 0, irq_source_id);
   if (irq < 16) {
     PicOutput pout;
     uint8_t elcr, imr;
@@ -869,8 +974,10 @@ void ApicvVm::set_isa_irq(unsigned irq, bool level) {
       elcr = pic_.elcr(irq >> 3);
       imr = pic_.imr(irq >> 3);
     }
-    trace::trace_kvm_pic_set_irq(dev_trace_, static_cast<uint8_t>(irq >> 3),
-                                 static_cast<uint8_t>(irq & 7), elcr, imr, false);
+    // kvm_pic_set_irq(): traced after pic_update_irq(), " (coalesced)" when pic_set_irq1()
+    // returned 0.
+    trace::trace_kvm_pic_set_irq(kernel_irqchip_trace(), static_cast<uint8_t>(irq >> 3),
+                                 static_cast<uint8_t>(irq & 7), elcr, imr, pout.coalesced);
     pic_output(pout);
   }
   const unsigned pin = irq == 0 ? kIsaIrq0IoApicPin : irq == kIsaIrq0IoApicPin ? 0xFF : irq;
@@ -883,7 +990,8 @@ void ApicvVm::set_isa_irq(unsigned irq, bool level) {
       rte = ioapic_.rte(pin);
     }
     // KVM traces every ioapic_set_irq() call, deassertions included, with the entry's bits.
-    trace::trace_kvm_ioapic_set_irq(dev_trace_, rte, static_cast<int>(pin), out.coalesced);
+    trace::trace_kvm_ioapic_set_irq(kernel_irqchip_trace(), rte, static_cast<int>(pin),
+                                    out.coalesced);
     ioapic_output(out);
   }
 }

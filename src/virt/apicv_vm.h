@@ -161,9 +161,13 @@ class ApicvVm final : public IrqChip {
   void set_isa_irq(unsigned irq, bool level);
 
   VmStats stats() const;
-  // Device-level tracepoints (kvm_apic_ipi, kvm_apic_accept_irq, kvm_eoi, kvm_pic_set_irq) on or
-  // off; inhibit and injection events always go to the sink. Set before the run starts.
-  void set_device_trace(bool on) { dev_trace_ = on ? trace_ : nullptr; }
+  // Device-level tracepoints (kvm_apic_ipi, kvm_apic_accept_irq, kvm_apicv_accept_irq, kvm_eoi,
+  // kvm_avic_doorbell, kvm_pic_set_irq, kvm_ioapic_set_irq, kvm_set_irq, kvm_msi_set_irq,
+  // kvm_ack_irq) on or off; inhibit, injection and AVIC exit events always go to the sink. Set
+  // before the run starts. Each device event is emitted only in the placements where KVM owns
+  // the device (docs/trace-format.md): LAPIC events with kernel-irqchip=on|split, PIC / IOAPIC /
+  // PIT events with kernel-irqchip=on.
+  void set_device_trace(bool on);
   const VmConfig& config() const { return config_; }
   unsigned long inhibit_reasons() const { return inhibits_.reasons(); }
   int nr_vcpus() const { return config_.nr_vcpus; }
@@ -190,7 +194,7 @@ class ApicvVm final : public IrqChip {
   void send_ipi(int src, const x86::InterruptRequest& req);
   void kvm_apic_send_ipi(int src, const x86::InterruptRequest& req);
   void deliver(int src, const x86::InterruptRequest& req, int target);
-  void deliver_fixed(int src, int target, uint8_t vector, bool level);
+  void deliver_fixed(int src, int target, const x86::InterruptRequest& req);
   void route_and_deliver(int src, const x86::InterruptRequest& req);
   void avic_send_ipi(int src, const x86::InterruptRequest& req);
   void vmx_deliver_posted_interrupt(int target, uint8_t vector, bool level);
@@ -206,6 +210,18 @@ class ApicvVm final : public IrqChip {
   void pic_output(const PicOutput& out);
   void kick_extint_vcpu();
   void pit_output(const PitOutput& out);
+  // kvm_set_irq(): one GSI line from userspace (KVM_IRQ_LINE, source 0) or the in-kernel PIT
+  // (source 2), through the PIC and IOAPIC routes.
+  void set_irq_line(unsigned irq, bool level, int irq_source_id);
+  // Trace sinks for the layers KVM owns in this placement (null when it does not own them).
+  trace::TraceSink* lapic_trace() const {
+    return config_.placement == IrqchipPlacement::kOff ? nullptr : dev_trace_;
+  }
+  trace::TraceSink* kernel_irqchip_trace() const {
+    return config_.placement == IrqchipPlacement::kOn ? dev_trace_ : nullptr;
+  }
+  void trace_split_ioapic_msi(unsigned pin, bool assert_only);
+  void trace_pic_acks(uint16_t acked_irqs);
   void update_apicv(int vcpu);
   bool has_events_locked(int vcpu, bool if_set);
   bool has_extint(VcpuCtx& c);

@@ -48,7 +48,10 @@ struct Avic::Dest {
 };
 
 Avic::Avic(const AvicConfig& config, int nr_vcpus)
-    : config_(config), nr_vcpus_(nr_vcpus), max_physical_id_(MaxPhysicalId(config.table)) {
+    : config_(config),
+      dev_trace_(config.trace),
+      nr_vcpus_(nr_vcpus),
+      max_physical_id_(MaxPhysicalId(config.table)) {
   if (nr_vcpus < 1 || nr_vcpus > 4096) {
     throw std::invalid_argument("Avic: unsupported vCPU count " + std::to_string(nr_vcpus));
   }
@@ -362,28 +365,52 @@ void Avic::avic_kick_target_vcpus(int src, uint32_t icrl, uint32_t icrh, uint32_
       return;
     }
     Bump(counters_.slow_fallbacks);
+    // avic_kick_target_vcpus(): traced once, before the kvm_for_each_vcpu walk.
+    trace::trace_kvm_avic_kick_vcpu_slowpath(config_.trace, icrh, icrl, index);
   }
   avic_kick_target_vcpus_slow(src, icrl, icrh, ops);
 }
 
-void Avic::avic_kick_vcpu(int vcpu, AvicVcpuOps& ops) {
+uint32_t Avic::host_apic_id(int vcpu) const {
+  if (vcpu < 0 || vcpu >= nr_vcpus_) return UINT32_MAX;
+  return static_cast<uint32_t>(slots_[vcpu].cached_entry.load(std::memory_order_relaxed) &
+                               kAvicPhysicalIdEntryHostPhysicalIdMask);
+}
+
+void Avic::ring_doorbell(int src, int vcpu, AvicVcpuOps& ops) {
+  ops.ring_doorbell(vcpu);
+  Bump(counters_.doorbells);
+  // avic_ring_doorbell(): no doorbell (and no trace) to the CPU KVM is running on.
+  const uint32_t target_cpu = host_apic_id(vcpu);
+  if (src >= 0 && host_apic_id(src) == target_cpu) return;
+  trace::trace_kvm_avic_doorbell(dev_trace_, trace_vcpu_id(vcpu), target_cpu);
+}
+
+void Avic::avic_kick_vcpu(int src, int vcpu, uint32_t icrl, AvicVcpuOps& ops) {
   Bump(counters_.kicks);
   if (!ops.apicv_active(vcpu)) {
     ops.request_event_and_kick(vcpu);
     Bump(counters_.event_kicks);
-  } else if (ops.in_guest_mode(vcpu)) {
-    ops.ring_doorbell(vcpu);
-    Bump(counters_.doorbells);
+    return;
+  }
+  // svm_complete_interrupt_delivery(): the interrupt goes through AVIC, traced before the
+  // doorbell or wake-up (delivery mode and trigger as the ICR holds them).
+  trace::trace_kvm_apicv_accept_irq(
+      dev_trace_, trace_vcpu_id(vcpu),
+      static_cast<uint16_t>(icrl & (7u << x86::kIcrDeliveryModeShift)),
+      (icrl & x86::kIcrTriggerLevel) ? 1 : 0, static_cast<uint8_t>(icrl & 0xFF));
+  if (ops.in_guest_mode(vcpu)) {
+    ring_doorbell(src, vcpu, ops);
   } else {
     ops.wake(vcpu);
     Bump(counters_.wakes);
   }
 }
 
-void Avic::kick_vcpu_by_physical_id(uint32_t id, AvicVcpuOps& ops) {
+void Avic::kick_vcpu_by_physical_id(int src, uint32_t id, uint32_t icrl, AvicVcpuOps& ops) {
   Bump(counters_.vcpus_examined);
   const int v = vcpu_by_id(id);
-  if (v >= 0) avic_kick_vcpu(v, ops);
+  if (v >= 0) avic_kick_vcpu(src, v, icrl, ops);
 }
 
 bool Avic::avic_kick_target_vcpus_fast(int src, uint32_t icrl, uint32_t icrh, uint32_t index,
@@ -403,7 +430,7 @@ bool Avic::avic_kick_target_vcpus_fast(int src, uint32_t icrl, uint32_t icrh, ui
       Bump(counters_.warn_dest_index_mismatch);
       return false;
     }
-    kick_vcpu_by_physical_id(dest, ops);
+    kick_vcpu_by_physical_id(src, dest, icrl, ops);
     return true;
   }
 
@@ -421,7 +448,7 @@ bool Avic::avic_kick_target_vcpus_fast(int src, uint32_t icrl, uint32_t icrh, ui
   for (; bitmap != 0; bitmap &= bitmap - 1) {
     const uint32_t bit = static_cast<uint32_t>(std::countr_zero(bitmap));
     if (source.x2apic) {
-      kick_vcpu_by_physical_id(base + bit, ops);
+      kick_vcpu_by_physical_id(src, base + bit, icrl, ops);
       continue;
     }
     // One logical ID per vCPU holds because AVIC is inhibited otherwise (LOGICAL_ID_ALIASED).
@@ -430,7 +457,7 @@ bool Avic::avic_kick_target_vcpus_fast(int src, uint32_t icrl, uint32_t icrh, ui
       Bump(counters_.warn_invalid_logical_entry);
       continue;
     }
-    kick_vcpu_by_physical_id(e & kAvicLogicalIdEntryGuestPhysicalIdMask, ops);
+    kick_vcpu_by_physical_id(src, e & kAvicLogicalIdEntryGuestPhysicalIdMask, icrl, ops);
   }
   return true;
 }
@@ -443,7 +470,8 @@ void Avic::avic_kick_target_vcpus_slow(int src, uint32_t icrl, uint32_t icrh, Av
   for (int v = 0; v < nr_vcpus_; ++v) {
     const irq::ApicView& target = ops.view(v);
     const uint32_t dest = target.x2apic ? icrh : (icrh >> 24);
-    if (irq::MatchDest(target, v, source, src, shorthand, dest, logical)) avic_kick_vcpu(v, ops);
+    if (irq::MatchDest(target, v, source, src, shorthand, dest, logical))
+      avic_kick_vcpu(src, v, icrl, ops);
   }
   Bump(counters_.vcpus_examined, static_cast<uint64_t>(nr_vcpus_));
 }

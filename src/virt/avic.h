@@ -159,6 +159,9 @@ class Avic {
   Avic& operator=(const Avic&) = delete;
 
   const AvicConfig& config() const { return config_; }
+  // Sink of the per-delivery tracepoints (kvm_apicv_accept_irq, kvm_avic_doorbell), which the
+  // Vm's device-trace switch controls; starts as config().trace. Set before vCPUs run.
+  void set_device_trace(trace::TraceSink* sink) { dev_trace_ = sink; }
   int nr_vcpus() const { return nr_vcpus_; }
   // Largest physical APIC ID table index (VMCB AVIC_PHYSICAL_MAX_INDEX).
   uint32_t max_physical_id() const { return max_physical_id_; }
@@ -218,7 +221,9 @@ class Avic {
                                                            uint64_t exit_info_2, AvicVcpuOps& ops);
 
   // avic_kick_target_vcpus(): the fast path (unless --avic-kick slow), else every vCPU through
-  // irq::MatchDest.
+  // irq::MatchDest. When the fast path declines, kvm_avic_kick_vcpu_slowpath is traced before the
+  // walk (the tracepoint came with the fast path; --avic-kick slow models the kernel before both,
+  // so it never traces it).
   void avic_kick_target_vcpus(int src, uint32_t icrl, uint32_t icrh, uint32_t index,
                               AvicVcpuOps& ops);
   // The current fast path (spec §7.3). Returns true if it handled the kick: physical destinations
@@ -229,9 +234,14 @@ class Avic {
                                    AvicVcpuOps& ops);
   // The slow path: kvm_for_each_vcpu + kvm_apic_match_dest, each match kicked.
   void avic_kick_target_vcpus_slow(int src, uint32_t icrl, uint32_t icrh, AvicVcpuOps& ops);
-  // avic_kick_vcpu -> svm_complete_interrupt_delivery: APICv inactive -> KVM_REQ_EVENT + kick; in
-  // guest mode -> doorbell; otherwise kvm_vcpu_wake_up.
-  void avic_kick_vcpu(int vcpu, AvicVcpuOps& ops);
+  // avic_kick_vcpu -> svm_complete_interrupt_delivery: APICv inactive -> KVM_REQ_EVENT + kick;
+  // otherwise kvm_apicv_accept_irq (vcpu_id, ICR delivery mode, trigger, vector of `icrl`), then in
+  // guest mode -> doorbell (avic_ring_doorbell: kvm_avic_doorbell unless the target's pCPU is the
+  // sender `src`'s), else kvm_vcpu_wake_up.
+  void avic_kick_vcpu(int src, int vcpu, uint32_t icrl, AvicVcpuOps& ops);
+  // avic_ring_doorbell() as KVM's software paths call it: the doorbell to `vcpu`'s pCPU, traced
+  // (vcpu_id, host APIC ID) unless that pCPU is the sender's (`src`; -1: a host thread).
+  void ring_doorbell(int src, int vcpu, AvicVcpuOps& ops);
 
   // AVIC_UNACCELERATED_ACCESS: decodes the exit and traces kvm_avic_unaccelerated_access (trap =
   // is_trap_offset(), as KVM decides it, whatever the access). The Vm then calls
@@ -276,10 +286,12 @@ class Avic {
   bool for_each_target(const Dest& d, Fn&& fn) const;
 
   int vcpu_by_id(uint32_t id) const { return id < id_to_vcpu_size_ ? id_to_vcpu_[id] : -1; }
-  void kick_vcpu_by_physical_id(uint32_t id, AvicVcpuOps& ops);
+  void kick_vcpu_by_physical_id(int src, uint32_t id, uint32_t icrl, AvicVcpuOps& ops);
+  uint32_t host_apic_id(int vcpu) const;
   uint32_t trace_vcpu_id(int vcpu) const;
 
   AvicConfig config_;
+  trace::TraceSink* dev_trace_ = nullptr;
   int nr_vcpus_;
   uint32_t max_physical_id_;
   std::unique_ptr<std::atomic<uint64_t>[]> physical_table_;  // max_physical_id_ + 1 entries

@@ -42,6 +42,10 @@ void IrqWindow::inject_irq(int vcpu, bool has_more, int vector) {
     inhibits_.inc_or_dec_irq_window_req(false);
   }
   if (vector >= 0) {
+    // Always "IRQ", never " [reinjected]": svm_inject_irq(vcpu, true) runs only when
+    // svm_complete_interrupts() finds an interrupted EVENTINJ in EXITINTINFO, and the model never
+    // sees one: the vector goes to the backend (KVM_INTERRUPT) and the host kernel re-injects it.
+    // Soft interrupts (INTn) are emulated by the host too.
     trace::trace_kvm_inj_virq(trace_, static_cast<unsigned>(vector) & 0xFF, false, false);
   }
   v.irq_injections.fetch_add(1, std::memory_order_relaxed);
