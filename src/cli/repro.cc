@@ -395,13 +395,12 @@ std::vector<Outcome> Seed004(const RunLimits& lim) {
       o.checks.push_back(
           {"the aliases are PHYSICAL_ID_ALIASED's instead", (sum.or_mask & (1ul << 4)) != 0});
     } else {
-      // Informational: spec 6.7's first 2022 rule compared the written ID with the untruncated
-      // vcpu_id on every ID write, which flags vCPUs >= 256 here; f651a0089548 (also 2022) added
-      // the u8 truncation. Shown, not asserted.
-      o.excerpt.insert(o.excerpt.begin(),
-                       std::string("NOTE: APIC_ID_MODIFIED ") + (flagged ? "set" : "never set") +
-                           " with the 2022 rule (the unchanged ID rewrite of vCPUs >= 256 is "
-                           "compared with the untruncated vCPU id before f651a0089548)");
+      // The first 2022 hook (3743c2f02517) compared every written ID with the untruncated
+      // vcpu_id, so the unchanged rewrite of vCPUs >= 256 was a false positive; f651a0089548
+      // added the u8 truncation that the current rule keeps (spec 6.7, seed 005).
+      o.checks.push_back(
+          {"APIC_ID_MODIFIED set by the unchanged ID rewrite of vCPUs >= 256 (untruncated compare)",
+           flagged});
     }
     out.push_back(std::move(o));
   }

@@ -542,6 +542,7 @@ bool Lapic::reg_write(uint32_t offset, uint32_t value, uint64_t now_ns, LapicOut
       if (x2apic) return false;  // read-only in x2APIC mode
       set_xapic_id(value >> 24);
       out->map_dirty = true;
+      out->xapic_id_written = true;
       return true;
     case kApicTpr:
       set_tpr(value, out);

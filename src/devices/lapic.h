@@ -63,7 +63,10 @@ struct LapicOutput {
   // An EOI write that found the ISR empty: architecturally a no-op, reported only because KVM's
   // apic_set_eoi() traces it (kvm_eoi with vector -1).
   bool eoi_empty = false;
-  bool map_dirty = false;      // ID/LDR/DFR/SPIV-enable/base mode changed: rebuild ApicMap
+  bool map_dirty = false;  // ID/LDR/DFR/SPIV-enable/base mode changed: rebuild ApicMap
+  // The guest wrote the APIC ID register in xAPIC mode, changed or not (KVM's 2022
+  // kvm_lapic_xapic_id_updated() hook ran on every such write).
+  bool xapic_id_written = false;
   bool apicv_update = false;   // IA32_APIC_BASE EN or EXTD changed: KVM_REQ_APICV_UPDATE
   bool base_modified = false;  // enabled at a base other than 0xFEE00000 (APIC_BASE_MODIFIED)
   bool timer_changed = false;  // next_timer_deadline_ns() changed: re-arm the host timer

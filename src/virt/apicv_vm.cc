@@ -498,7 +498,7 @@ uint64_t ApicvVm::get_cr8(int vcpu) {
 // LAPIC side effects
 
 void ApicvVm::handle_lapic_output(int vcpu, const LapicOutput& out) {
-  if (out.map_dirty) rebuild_apic_map(vcpu);
+  if (out.map_dirty) rebuild_apic_map(vcpu, out.xapic_id_written);
   if (out.base_modified) inhibits_.set(InhibitReason::kApicBaseModified);
   if (out.apicv_update) reqs_.vcpu(vcpu).make_request(kReqApicvUpdate);
   if (out.ipi) send_ipi(vcpu, *out.ipi);
@@ -512,7 +512,7 @@ void ApicvVm::handle_lapic_output(int vcpu, const LapicOutput& out) {
   if (out.event) reqs_.vcpu(vcpu).make_request(kReqEvent);
 }
 
-void ApicvVm::rebuild_apic_map(int changed_vcpu) {
+void ApicvVm::rebuild_apic_map(int changed_vcpu, bool xapic_id_written) {
   irq::ApicMapFlags flags;
   bool id_written_2022 = false;
   {
@@ -521,10 +521,10 @@ void ApicvVm::rebuild_apic_map(int changed_vcpu) {
       // The owner thread calls us, so reading its Lapic is safe.
       const LapicIdentity id = vcpus_[static_cast<size_t>(changed_vcpu)]->lapic.identity();
       irq::ApicView& v = views_[static_cast<size_t>(changed_vcpu)];
-      // 2022 rule (3743c2f02517): the first guest write that makes an xAPIC ID differ from the
-      // vCPU id (not truncated) sets APIC_ID_MODIFIED for good.
-      if (id.hw_enabled && !id.x2apic && v.present && !v.x2apic && v.xapic_id != id.xapic_id &&
-          id.xapic_id != id.vcpu_id)
+      // 2022 rule (3743c2f02517): any guest write of the xAPIC ID register, even of the value it
+      // already holds, compared the ID with the vCPU id not truncated to 8 bits (f651a0089548
+      // added the truncation); a mismatch sets APIC_ID_MODIFIED for good.
+      if (xapic_id_written && id.hw_enabled && !id.x2apic && id.xapic_id != id.vcpu_id)
         id_written_2022 = true;
       v = {id.vcpu_id, id.hw_enabled, id.x2apic, id.sw_enabled, id.xapic_id, id.ldr, id.dfr, 0};
     }

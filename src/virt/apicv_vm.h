@@ -190,7 +190,7 @@ class ApicvVm final : public IrqChip {
 
   bool owns_lapic_mmio(VcpuCtx& c, uint64_t gpa) const;
   void handle_lapic_output(int vcpu, const LapicOutput& out);
-  void rebuild_apic_map(int changed_vcpu);
+  void rebuild_apic_map(int changed_vcpu, bool xapic_id_written = false);
   void send_ipi(int src, const x86::InterruptRequest& req);
   void kvm_apic_send_ipi(int src, const x86::InterruptRequest& req);
   void deliver(int src, const x86::InterruptRequest& req, int target);

@@ -230,6 +230,30 @@ TEST_F(VmTest, XApicIdWriteSetsAndClearsApicIdModifiedWithCurrentRule) {
   EXPECT_FALSE(vm_->inhibit_reasons() & (1ul << 5));
 }
 
+// vCPU 256 in xAPIC mode holds ID 0 (= 256 & 0xff). Writing that same ID back: the first 2022 hook
+// (3743c2f02517) compared it with the untruncated vCPU id on every write and inhibited for good;
+// the current rule compares with (u8)vcpu_id and never flags it (spec 6.7, seed 005).
+TEST_F(VmTest, UnchangedXApicIdRewriteAbove255FlagsOnlyWith2022Rule) {
+  for (ApicIdCheck rule : {ApicIdCheck::k2022, ApicIdCheck::kCurrent}) {
+    VmConfig cfg;
+    cfg.nr_vcpus = 257;
+    cfg.apic_id_check = rule;
+    Make(cfg);
+    ASSERT_FALSE(vm_->inhibit_reasons() & (1ul << 5));
+    uint32_t id = 0;
+    ASSERT_EQ(vm_->mmio_read(256, 0xFEE00020, &id, 4), AccessResult::kHandled);
+    ASSERT_EQ(id, 0u);
+    ASSERT_EQ(vm_->mmio_write(256, 0xFEE00020, &id, 4), AccessResult::kHandled);
+    EXPECT_EQ((vm_->inhibit_reasons() & (1ul << 5)) != 0, rule == ApicIdCheck::k2022);
+    // vCPU 1 rewriting its own ID 1 is never a mismatch.
+    if (rule == ApicIdCheck::kCurrent) {
+      id = 1u << 24;
+      ASSERT_EQ(vm_->mmio_write(1, 0xFEE00020, &id, 4), AccessResult::kHandled);
+      EXPECT_FALSE(vm_->inhibit_reasons() & (1ul << 5));
+    }
+  }
+}
+
 TEST_F(VmTest, PmiLegacyDeliversTwoNmisCurrentDeliversOneAndMasksLvtpc) {
   for (PmiDelivery mode : {PmiDelivery::kLegacy, PmiDelivery::kCurrent}) {
     VmConfig cfg;
