@@ -75,7 +75,9 @@ void IoApic::apply_level(unsigned pin, bool level, IoApicOutput& out) {
     out.coalesced = true;
     return;
   }
-  if (!service(pin, out)) out.coalesced = true;
+  // A masked pin or a level pin waiting for its EOI is not "coalesced": KVM's ioapic_service()
+  // returns -1 there, and only a 0 (an edge that was already pending) is reported as coalesced.
+  service(pin, out);
 }
 
 IoApicOutput IoApic::set_irq(unsigned pin, bool level, uint64_t /*now_ns*/) {

@@ -46,7 +46,7 @@ struct IoApicOutput {
   uint32_t acked_pins = 0;         // bit n: pin n's vector was EOIed (fire ack notifiers)
   uint32_t mask_changed_pins = 0;  // bit n: pin n's mask bit changed (fire mask notifiers)
   bool rte_changed = false;        // an RTE was written: rescan routes / EOI-exit bitmaps
-  bool coalesced = false;          // set_irq: the assertion merged with a pending one
+  bool coalesced = false;          // set_irq: an edge assertion merged with one already pending
 
   void add(uint8_t pin, const x86::InterruptRequest& irq) {
     if (num_deliveries < deliveries.size()) deliveries[num_deliveries++] = {pin, irq};

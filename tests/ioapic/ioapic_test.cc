@@ -131,6 +131,24 @@ TEST_F(IoApicTest, EdgeDeliveryNeedsARisingEdge) {
   EXPECT_EQ(read_reg(0x12) & kRemoteIrr, 0u);
 }
 
+// kvm_ioapic_set_irq prints "(coalesced)" only for ioapic_set_irq() returning 0: an edge already
+// pending. A masked pin or a level pin whose remote IRR is set returns -1 (not coalesced).
+TEST_F(IoApicTest, OnlyARepeatedEdgeIsCoalesced) {
+  program(2, 0x32 | kMask, 0);  // edge, masked
+  IoApicOutput out = ioapic.set_irq(2, true, now);
+  EXPECT_EQ(out.num_deliveries, 0);
+  EXPECT_FALSE(out.coalesced);
+  ioapic.set_irq(2, false, now);
+  program(4, 0x34 | kLevel, 0);
+  out = ioapic.set_irq(4, true, now);
+  ASSERT_EQ(out.num_deliveries, 1);
+  EXPECT_FALSE(out.coalesced);
+  out = ioapic.set_irq(4, false, now);
+  out = ioapic.set_irq(4, true, now);  // remote IRR still set: no delivery, not coalesced
+  EXPECT_EQ(out.num_deliveries, 0);
+  EXPECT_FALSE(out.coalesced);
+}
+
 TEST_F(IoApicTest, RteFieldsReachTheRequest) {
   // Lowest priority, logical, level, destination 0xFF from bits 63:56.
   program(5, 0x45 | (1u << 8) | (1u << 11) | kLevel, 0xFF);
