@@ -1,53 +1,25 @@
-// Deterministic replay of the 8259A PIC fuzzer's op decoder (fuzz/pic_ops.h): CI builds with g++
-// and never runs libFuzzer, so the same decoder and invariants run here on fixed pseudo-random
-// inputs and on the hand-made seed corpus. Any failure names the seed and the op that broke the
-// invariant; reproduce it with the libFuzzer target (docs/fuzzing.md).
+// CI runs the 8259A PIC fuzzer's decoder and invariants (fuzz/pic_ops.h) here on fixed inputs,
+// since it builds with g++ and never runs libFuzzer; a failure names the seed and the op, and the
+// libFuzzer target reproduces it (docs/fuzzing.md).
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <string>
-#include <vector>
-
 #include "../../fuzz/pic_ops.h"
+#include "../../fuzz/replay.h"
 
 namespace apicv::fuzz {
 namespace {
 
-constexpr uint64_t kSeedBase = 3000000;  // distinct per device
-constexpr int kInputs = 2000;
-constexpr size_t kBytesPerInput = 800;  // about 200 ops
-
 TEST(PicHostileReplay, FixedSeedsKeepEveryInvariant) {
-  for (int seed = 0; seed < kInputs; ++seed) {
-    const std::vector<uint8_t> input =
-        ReplayInput(kSeedBase + static_cast<uint64_t>(seed), kBytesPerInput);
-    const std::string failure = RunPicOps(input.data(), input.size());
-    ASSERT_EQ(failure, "") << "seed " << seed;
-  }
+  EXPECT_EQ(ReplayFixedSeeds(RunPicOps, 3000000, 2000, 800), "");  // about 200 ops each
 }
 
 TEST(PicHostileReplay, ShortAndEmptyInputs) {
-  // Truncated programs decode missing bytes as zeros; none of them may break an invariant.
-  const std::vector<uint8_t> input = ReplayInput(7, 64);
-  for (size_t n = 0; n <= input.size(); ++n) {
-    ASSERT_EQ(RunPicOps(input.data(), n), "") << "length " << n;
-  }
+  EXPECT_EQ(ReplayTruncations(RunPicOps, 7, 64), "");
 }
 
 TEST(PicHostileReplay, SeedCorpus) {
-  const std::filesystem::path dir =
-      std::filesystem::path(__FILE__).parent_path() / "../../fuzz/corpus/pic";
-  ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
   int files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    std::ifstream f(e.path(), std::ios::binary);
-    const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)),
-                                     std::istreambuf_iterator<char>());
-    EXPECT_EQ(RunPicOps(bytes.data(), bytes.size()), "") << e.path();
-    ++files;
-  }
+  EXPECT_EQ(ReplayCorpus(RunPicOps, "pic", &files), "");
   EXPECT_GT(files, 0);
 }
 
