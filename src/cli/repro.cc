@@ -8,7 +8,10 @@
 // bounded ring; --keep-lines only limits the full lines kept for display. --seed003-budget S lets
 // seed-003 skip sizes above 16 vCPUs after a slow pair (each skip a row in the table and --json);
 // by default every size runs and that is an expectation.
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -112,10 +115,29 @@ Scenario Base(const std::string& label, const std::string& guest, int smp,
 // What every configuration shares: the lines kept for display (--keep-lines).
 struct RunLimits {
   size_t keep_lines = 200000;
+  std::string trace_dir;  // --trace-dir: one trace file per configuration
+  mutable int trace_files = 0;
 };
+
+// "legacy avic=on irqchip=on delay" -> "legacy-avic-on-irqchip-on-delay"
+std::string Slug(const std::string& label) {
+  std::string out;
+  for (char c : label) {
+    const bool keep = std::isalnum(static_cast<unsigned char>(c)) != 0;
+    if (keep) out.push_back(c);
+    if (!keep && !out.empty() && out.back() != '-') out.push_back('-');
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
 
 Scenario Limited(Scenario s, const RunLimits& lim) {
   s.inhibit_keep = lim.keep_lines;
+  if (!lim.trace_dir.empty()) {
+    char seq[16];
+    std::snprintf(seq, sizeof seq, "%02d-", ++lim.trace_files);
+    s.trace_path = lim.trace_dir + "/" + seq + Slug(s.label) + ".txt";
+  }
   return s;
 }
 
@@ -607,6 +629,7 @@ struct ReproOptions {
   std::string backend;               // "", "kvm" or "synthetic"
   std::string seed003_budget = "0";  // seconds per fast+slow pair before larger sizes skip
   std::string keep_lines = "200000";
+  std::string trace_dir;
   std::vector<std::string> extras;  // arguments CLI11 did not recognise
 };
 
@@ -641,6 +664,13 @@ int ReproMain(const ReproOptions& opt) {
     }
   }
   if (!opt.json.empty()) CheckWritable("--json", opt.json);
+  if (!opt.trace_dir.empty()) {
+    struct stat st {};
+    if (stat(opt.trace_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      throw UsageError("repro: --trace-dir: '" + opt.trace_dir + "' is not a directory");
+    CheckWritable("--trace-dir", opt.trace_dir + "/.apicv-write-test");
+    lim.trace_dir = opt.trace_dir;
+  }
   // Without --backend, seed-002 falls back to the synthetic backend when /dev/kvm cannot be
   // opened; the other seeds keep the skip status (77).
   std::string synthetic_why;
@@ -673,6 +703,9 @@ int ReproMain(const ReproOptions& opt) {
     return 77;
   }
   if (!opt.json.empty()) WriteJson(opt.json, all);
+  if (lim.trace_files > 0)
+    std::printf("\nwrote %d trace files to %s (apicv trace summary|diff)\n", lim.trace_files,
+                lim.trace_dir.c_str());
   std::printf("\nrepro: %s\n", ok ? "all expectations hold" : "SOME EXPECTATIONS FAILED");
   return ok ? 0 : 1;
 }
@@ -686,6 +719,8 @@ CommandRegistration reg("", [](CLI::App& app) {
   cmd->add_option("--seed003-budget", opt->seed003_budget,
                   "Seconds a seed-003 fast+slow pair may take before the larger sizes (64, 288) "
                   "are skipped, each skip reported; 0 = never skip (default)");
+  cmd->add_option("--trace-dir", opt->trace_dir,
+                  "Also write each configuration's trace to DIR/NN-<configuration>.txt");
   cmd->add_option("--keep-lines", opt->keep_lines,
                   "kvm_apicv_inhibit_changed lines kept per run for display, 0..1000000 (default "
                   "200000); the checks see every line whatever this is");

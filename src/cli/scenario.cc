@@ -164,6 +164,8 @@ class InhibitStream {
   InhibitStream& operator=(const InhibitStream&) = delete;
 
   std::FILE* file() const { return file_; }
+  // Every byte written to the stream is copied to `tee` too (not owned).
+  void set_tee(std::FILE* tee) { tee_ = tee; }
 
   // A serial-port line: the phase marker starts the next phase. Called on a vCPU thread.
   void SerialLine(const std::string& line) {
@@ -184,6 +186,7 @@ class InhibitStream {
   static ssize_t Write(void* cookie, const char* buf, size_t size) {
     auto* self = static_cast<InhibitStream*>(cookie);
     std::lock_guard<std::mutex> g(self->mu_);
+    if (self->tee_ != nullptr) std::fwrite(buf, 1, size, self->tee_);
     for (size_t i = 0; i < size; ++i) {
       if (buf[i] != '\n') {
         // A line longer than any trace line is cut rather than grown without bound.
@@ -223,6 +226,7 @@ class InhibitStream {
 
   Scenario& s_;
   std::FILE* file_ = nullptr;
+  std::FILE* tee_ = nullptr;
   std::mutex mu_;  // leaf lock, taken under the sink's lock by Write
   std::string pending_;
 };
@@ -315,6 +319,14 @@ void RunScenario(Scenario& s) {
   trace::TraceSink sink(trace_clock);
   // No ring: the lines stream through InhibitStream, which keeps what the checks need.
   InhibitStream stream(s);
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> tee(nullptr, &std::fclose);
+  if (!s.trace_path.empty()) {
+    tee.reset(std::fopen(s.trace_path.c_str(), "w"));
+    if (!tee)
+      throw std::runtime_error("cannot write trace file '" + s.trace_path +
+                               "': " + std::strerror(errno));
+    stream.set_tee(tee.get());
+  }
   sink.set_output(stream.file());
   std::shared_ptr<virt::ApicvVm> vm;
   // VM creation runs on this thread, as KVM_CREATE_VM runs on QEMU's main thread.

@@ -91,6 +91,9 @@ struct Scenario {
   // by; it sees the summary as it was before the line.
   std::function<bool(const InhibitLine&, const InhibitSummary&)> excerpt_filter;
   size_t excerpt_max = 8;
+  // Non-empty: every trace line of the run is also written to this file (apicv repro
+  // --trace-dir), for `apicv trace summary|diff` against a host's trace.
+  std::string trace_path;
 
   // Results.
   kvm::RunResult result;

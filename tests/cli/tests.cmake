@@ -26,6 +26,11 @@ apicv_usage_error_test(repro_bad_backend "repro|seed-002|--backend|qemu"
                        "repro: --backend: expected kvm\\|synthetic, got 'qemu'")
 apicv_usage_error_test(repro_json_dir "repro|seed-000|--json|${CMAKE_CURRENT_BINARY_DIR}"
                        "--json: cannot write")
+apicv_usage_error_test(repro_trace_dir_missing "repro|seed-004|--trace-dir|${_nodir}"
+                       "repro: --trace-dir: '.*' is not a directory")
+apicv_usage_error_test(repro_trace_dir_file
+                       "repro|seed-004|--trace-dir|${CMAKE_CURRENT_SOURCE_DIR}/README.md"
+                       "repro: --trace-dir: '.*' is not a directory")
 # apicv run: invalid combinations and values
 apicv_usage_error_test(run_vmx_avic_kick "run|--guest|pit-extint|--vendor|vmx|--avic-kick|fast"
                        "--avic-kick is an AVIC \\(svm\\) option and is invalid with --vendor vmx")

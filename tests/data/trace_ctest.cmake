@@ -13,6 +13,9 @@
 #               --trace OUT, then `apicv trace summary OUT` (VERDICT regex) and
 #               `apicv trace diff --align HOST OUT` (exit DIFF_RC). Prints "SKIP: ..." when
 #               `apicv run` exits 77 (no /dev/kvm); the test sets SKIP_REGULAR_EXPRESSION.
+# MODE=repro_diff run `apicv repro seed-000 --ticks 100 --trace-dir OUTDIR`, then
+#               `apicv trace diff --align HOST` against its first file (legacy: exit 0, MATCH)
+#               and its second (counted: exit 1). Prints "SKIP: ..." on exit 77.
 
 function(run_apicv rc_var out_var)
   execute_process(COMMAND "${APICV}" ${ARGN}
@@ -80,6 +83,31 @@ elseif(MODE STREQUAL "run_diff")
                         "${DIFF_RC}")
   endif()
   require_all("${out}" "${DIFF_EXPECT}" "trace diff")
+elseif(MODE STREQUAL "repro_diff")
+  file(REMOVE_RECURSE "${OUTDIR}")
+  file(MAKE_DIRECTORY "${OUTDIR}")
+  run_apicv(rc out repro seed-000 --ticks 100 --trace-dir "${OUTDIR}")
+  if(rc STREQUAL "77")
+    message(STATUS "SKIP: apicv run needs /dev/kvm")
+    return()
+  endif()
+  if(NOT rc STREQUAL "0" OR NOT out MATCHES "wrote [0-9]+ trace files to")
+    message(FATAL_ERROR "apicv repro seed-000 --trace-dir: exit status '${rc}'")
+  endif()
+  file(GLOB legacy "${OUTDIR}/01-*.txt")
+  file(GLOB counted "${OUTDIR}/02-*.txt")
+  if(NOT legacy MATCHES "legacy" OR NOT counted MATCHES "counted")
+    message(FATAL_ERROR "unexpected trace files: '${legacy}' '${counted}'")
+  endif()
+  run_apicv(rc out trace diff --align "${HOST}" "${legacy}")
+  if(NOT rc STREQUAL "0")
+    message(FATAL_ERROR "trace diff --align ${HOST} ${legacy}: exit status '${rc}', expected 0")
+  endif()
+  require_all("${out}" "result: MATCH" "trace diff legacy")
+  run_apicv(rc out trace diff --align "${HOST}" "${counted}")
+  if(NOT rc STREQUAL "1")
+    message(FATAL_ERROR "trace diff --align ${HOST} ${counted}: exit status '${rc}', expected 1")
+  endif()
 else()
   message(FATAL_ERROR "unknown MODE '${MODE}'")
 endif()

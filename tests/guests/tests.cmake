@@ -150,3 +150,15 @@ apicv_guest_test_apicv(guest_pit_extint_ioapic_split pit-extint -machine kernel-
 # seed-004's >255-vCPU xAPIC guest on its own: xAPIC ID = vCPU id & 0xff for all 288 vCPUs.
 apicv_guest_test_apicv(guest_smp_288_xapic_ids_apicv smp -smp 288 -append xapic_ids)
 apicv_guest_test(guest_smp_288_xapic_ids_kvm smp -smp 288 -append xapic_ids)
+
+# `apicv repro --trace-dir`: one trace file per configuration; seed-000's legacy file matches the
+# host excerpt (trace diff --align), the counted one does not.
+add_test(NAME repro_trace_dir_diff
+         COMMAND ${CMAKE_COMMAND} -DAPICV=$<TARGET_FILE:apicv> -DMODE=repro_diff
+                 -DOUTDIR=${CMAKE_CURRENT_BINARY_DIR}/repro_trace_dir
+                 -DHOST=${CMAKE_CURRENT_SOURCE_DIR}/tests/data/seed000_host_trace.txt
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/tests/data/trace_ctest.cmake)
+set_tests_properties(repro_trace_dir_diff PROPERTIES
+  SKIP_REGULAR_EXPRESSION "SKIP: apicv run needs /dev/kvm"
+  RUN_SERIAL TRUE
+  TIMEOUT 900)
