@@ -117,6 +117,7 @@ struct RunLimits {
   size_t keep_lines = 200000;
   std::string trace_dir;  // --trace-dir: one trace file per configuration
   mutable int trace_files = 0;
+  double min_timeout_s = 0;  // long --ticks runs need more than a scenario's default
 };
 
 // "legacy avic=on irqchip=on delay" -> "legacy-avic-on-irqchip-on-delay"
@@ -133,6 +134,7 @@ std::string Slug(const std::string& label) {
 
 Scenario Limited(Scenario s, const RunLimits& lim) {
   s.inhibit_keep = lim.keep_lines;
+  s.timeout_s = std::max(s.timeout_s, lim.min_timeout_s);
   if (!lim.trace_dir.empty()) {
     char seq[16];
     std::snprintf(seq, sizeof seq, "%02d-", ++lim.trace_files);
@@ -141,7 +143,11 @@ Scenario Limited(Scenario s, const RunLimits& lim) {
   return s;
 }
 
-std::vector<Outcome> Seed000(int ticks, const RunLimits& lim) {
+std::vector<Outcome> Seed000(int ticks, const RunLimits& limits) {
+  // The split run takes `ticks` twice (ExtINT, then IOAPIC pin 2); allow 50 ticks/s at least, so
+  // a long --ticks run is not cut by the default timeout on a slow host.
+  RunLimits lim = limits;
+  lim.min_timeout_s = 60 + 2 * 0.02 * ticks;
   std::vector<Outcome> out;
   const std::string app = "ticks=" + std::to_string(ticks);
   // 1. The report: AVIC on, kernel-irqchip=on, lost_tick_policy=delay, 2025 IRQ-window code.
@@ -227,6 +233,7 @@ std::vector<Outcome> Seed000(int ticks, const RunLimits& lim) {
         {"no PIT_REINJ once the VM runs", !(o.s.inhibits.or_mask_vcpus & (1ul << 9))});
     out.push_back(std::move(o));
   }
+  limits.trace_files = lim.trace_files;  // the copy numbered the trace files
   return out;
 }
 
