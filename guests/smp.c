@@ -1,6 +1,7 @@
 /* Guest "smp": brings up every vCPU (count from fw_cfg) with INIT-SIPI-SIPI and checks IPI
  * delivery: physical, xAPIC logical flat and cluster, x2APIC cluster, broadcast shorthands and
- * destination, lowest priority (exactly one target), and a BSP<->AP ping-pong.
+ * destination, lowest priority (exactly one target), and a BSP<->AP ping-pong. After the APs switch
+ * to x2APIC it replays a mailbox wake-up that reaches them late (already in x2APIC mode).
  * SDM vol. 3A 8.4.4.1, 11.6.1-11.6.2 (ICR, destination modes), 11.6.2.2 (logical, DFR/LDR),
  * 11.6.2.4 (lowest priority), 11.12.10 (x2APIC logical destination).
  * Command line `xapic_ids` (seed 004): instead of the IPI tests, every CPU stays in xAPIC mode
@@ -43,6 +44,20 @@ static void h_pong(struct rt_frame* f) {
   (void)f;
   pongs++;
   apic_eoi();
+}
+
+/* Replaces the runtime's SMP_WAKE_VECTOR handler: EOI through the interface of the mode this CPU
+ * is in (IA32_APIC_BASE.EXTD), not the global apic_x2, which only flips after every AP switched.
+ * An AP can take a wake-up after to_x2apic switched it (see guest_main); in x2APIC mode the MMIO
+ * page is gone (SDM vol. 3A 11.12.1.2), an MMIO EOI is dropped, and 0xF0 stays in service, so PPR
+ * blocks every later IPI to that CPU. */
+static void h_wake(struct rt_frame* f) {
+  (void)f;
+  if (rdmsr(MSR_APIC_BASE) & APIC_BASE_EXTD) {
+    wrmsr(0x800 + (APIC_EOI >> 4), 0);
+  } else {
+    mmio_write32(apic_mmio_base + APIC_EOI, 0);
+  }
 }
 
 /* xapic_ids: xAPIC ID + 1 as read (and rewritten) by each CPU, indexed by x2APIC ID. */
@@ -239,6 +254,11 @@ static void to_x2apic(u32 id, u64 arg) {
   apic_enable_x2apic_here();
 }
 
+static void noop_on_ap(u32 id, u64 arg) {
+  (void)id;
+  (void)arg;
+}
+
 static void test_x2apic_cluster(void) {
   rt_printf("[x2apic] logical cluster\n");
   for (u32 i = 0; i < ncpus; i++) {
@@ -285,6 +305,7 @@ void guest_main(void) {
   bsp_id = apic_id();
   rt_printf("%u CPUs, BSP APIC ID %u, %s mode\n", ncpus, bsp_id, x2_only ? "x2APIC" : "xAPIC");
   u64 online = smp_start_aps(ncpus - 1, 10000 + 200 * (u64)ncpus);
+  rt_set_handler(SMP_WAKE_VECTOR, h_wake); /* after smp_start_aps, which installs its own */
   CHECK_EQ(online, ncpus - 1, "APs online after INIT-SIPI-SIPI");
   ncpus = (u32)online + 1;
   ids[0] = bsp_id;
@@ -299,6 +320,12 @@ void guest_main(void) {
       return;
     }
     CHECK(smp_run_on_aps(to_x2apic, 0, 5000), "APs did not switch to x2APIC");
+    /* An AP that was running (not halted) when the BSP posted to_x2apic reads the command before
+     * the wake-up IPI arrives and takes that IPI after its switch, while apic_x2 still says xAPIC
+     * (seen under host load with the ping-pong partner). Replay that order for every AP: a late
+     * wake-up now, then a command that needs the APs to take further wake-ups. */
+    apic_icr(0, ICR_ALL_EXC | SMP_WAKE_VECTOR);
+    CHECK(smp_run_on_aps(noop_on_ap, 0, 5000), "APs stopped taking wake-ups after x2APIC switch");
     apic_enable_x2apic_here();
     apic_x2 = 1;
   }
