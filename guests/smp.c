@@ -46,20 +46,6 @@ static void h_pong(struct rt_frame* f) {
   apic_eoi();
 }
 
-/* Replaces the runtime's SMP_WAKE_VECTOR handler: EOI through the interface of the mode this CPU
- * is in (IA32_APIC_BASE.EXTD), not the global apic_x2, which only flips after every AP switched.
- * An AP can take a wake-up after to_x2apic switched it (see guest_main); in x2APIC mode the MMIO
- * page is gone (SDM vol. 3A 11.12.1.2), an MMIO EOI is dropped, and 0xF0 stays in service, so PPR
- * blocks every later IPI to that CPU. */
-static void h_wake(struct rt_frame* f) {
-  (void)f;
-  if (rdmsr(MSR_APIC_BASE) & APIC_BASE_EXTD) {
-    wrmsr(0x800 + (APIC_EOI >> 4), 0);
-  } else {
-    mmio_write32(apic_mmio_base + APIC_EOI, 0);
-  }
-}
-
 /* xapic_ids: xAPIC ID + 1 as read (and rewritten) by each CPU, indexed by x2APIC ID. */
 static volatile u32 xid_by_x2id[RT_MAX_CPUS];
 static int xapic_ids_mode;
@@ -305,7 +291,6 @@ void guest_main(void) {
   bsp_id = apic_id();
   rt_printf("%u CPUs, BSP APIC ID %u, %s mode\n", ncpus, bsp_id, x2_only ? "x2APIC" : "xAPIC");
   u64 online = smp_start_aps(ncpus - 1, 10000 + 200 * (u64)ncpus);
-  rt_set_handler(SMP_WAKE_VECTOR, h_wake); /* after smp_start_aps, which installs its own */
   CHECK_EQ(online, ncpus - 1, "APs online after INIT-SIPI-SIPI");
   ncpus = (u32)online + 1;
   ids[0] = bsp_id;

@@ -16,9 +16,17 @@ static volatile u64 cmd_acks;
 
 extern const char rt_ap_tramp_start[], rt_ap_tramp_end[];
 
+/* An AP can take a wake-up after a command switched it to x2APIC while the global apic_x2 still
+ * says xAPIC; the MMIO page is gone in x2APIC mode (SDM vol. 3A 11.12.1.2), an MMIO EOI would be
+ * dropped and 0xF0 would stay in service, blocking every later IPI through PPR. So the EOI follows
+ * this CPU's own mode. */
 static void wake_handler(struct rt_frame* f) {
   (void)f;
-  apic_eoi();
+  if (rdmsr(MSR_APIC_BASE) & APIC_BASE_EXTD) {
+    wrmsr(0x800 + (APIC_EOI >> 4), 0);
+  } else {
+    mmio_write32(apic_mmio_base + APIC_EOI, 0);
+  }
 }
 
 void rt_ap_main(u32 slot);
