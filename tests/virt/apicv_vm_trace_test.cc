@@ -11,8 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "trace/trace_sink.h"
-#include "virt/apicv_vm.h"
+#include "traced_vm_fixture.h"
 
 namespace apicv::virt {
 namespace {
@@ -22,7 +21,7 @@ constexpr uint32_t kEoiMsr = 0x80B;
 constexpr uint32_t kSelfIpiMsr = 0x83F;
 constexpr uint64_t kApicPage = 0xFEE00000;
 
-class VmTraceTest : public ::testing::Test {
+class VmTraceTest : public TracedVmTest {
  protected:
   // AVIC active: vendor svm with lost_tick_policy=discard (nothing inhibits). AVIC inhibited:
   // the default delay policy keeps PIT_REINJ set.
@@ -31,17 +30,7 @@ class VmTraceTest : public ::testing::Test {
     cfg.nr_vcpus = nr_vcpus;
     cfg.vendor = vendor;
     cfg.pit_policy = policy;
-    sink_ = std::make_unique<trace::TraceSink>(clock_);
-    sink_->set_ring_capacity(10000);
-    vm_ = std::make_unique<ApicvVm>(cfg, clock_, sink_.get());
-    vm_->set_kick([](int) {});
-    // Each vCPU applies KVM_REQ_APICV_UPDATE before its first entry.
-    for (int v = 0; v < nr_vcpus; ++v) vm_->check_and_inject_events(v, false, false);
-  }
-  void EnableX2Apic(int v) {
-    ASSERT_EQ(vm_->wrmsr(v, 0x1B, 0xFEE00000 | (1 << 11) | (1 << 10) | (v == 0 ? 0x100 : 0)),
-              AccessResult::kHandled);
-    ASSERT_EQ(vm_->wrmsr(v, 0x80F, 0x1FF), AccessResult::kHandled);
+    MakeVm(cfg);
   }
   void MmioWrite(int v, uint32_t offset, uint32_t value) {
     ASSERT_EQ(vm_->mmio_write(v, kApicPage + offset, &value, 4), AccessResult::kHandled);
@@ -50,10 +39,6 @@ class VmTraceTest : public ::testing::Test {
     uint32_t value = 0;
     EXPECT_EQ(vm_->mmio_read(v, kApicPage + offset, &value, 4), AccessResult::kHandled);
     return value;
-  }
-  void IoApicWrite(uint32_t index, uint32_t value) {
-    ASSERT_EQ(vm_->mmio_write(0, 0xFEC00000, &index, 4), AccessResult::kHandled);
-    ASSERT_EQ(vm_->mmio_write(0, 0xFEC00010, &value, 4), AccessResult::kHandled);
   }
   // IOAPIC pin 17 (no 8259 input, so the PIC's ExtINT stays out of the way): vector 0x55,
   // level-triggered, physical destination APIC ID 0; line raised.
@@ -82,10 +67,6 @@ class VmTraceTest : public ::testing::Test {
     }
     return out;
   }
-
-  FakeClock clock_{1'000'000'000};
-  std::unique_ptr<trace::TraceSink> sink_;
-  std::unique_ptr<ApicvVm> vm_;
 };
 
 // ---------------------------------------------------------------------------------------------

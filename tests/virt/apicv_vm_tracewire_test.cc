@@ -15,8 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "trace/trace_sink.h"
-#include "virt/apicv_vm.h"
+#include "traced_vm_fixture.h"
 
 namespace apicv::virt {
 namespace {
@@ -27,7 +26,7 @@ constexpr uint32_t kIcrMsr = 0x830;
 constexpr uint32_t kEoiMsr = 0x80B;
 constexpr uint16_t kTestDev = 0x2000;
 
-class TraceWireTest : public ::testing::Test {
+class TraceWireTest : public TracedVmTest {
  protected:
   void Make(int nr_vcpus, VendorModel vendor, PitPolicy policy,
             IrqchipPlacement placement = IrqchipPlacement::kOn, AvicKick kick = AvicKick::kFast) {
@@ -37,23 +36,10 @@ class TraceWireTest : public ::testing::Test {
     cfg.pit_policy = policy;
     cfg.placement = placement;
     cfg.avic_kick = kick;
-    sink_ = std::make_unique<trace::TraceSink>(clock_);
-    sink_->set_ring_capacity(10000);
-    vm_ = std::make_unique<ApicvVm>(cfg, clock_, sink_.get());
-    vm_->set_kick([](int) {});
-    for (int v = 0; v < nr_vcpus; ++v) vm_->check_and_inject_events(v, false, false);
-  }
-  void EnableX2Apic(int v) {
-    ASSERT_EQ(vm_->wrmsr(v, 0x1B, 0xFEE00000 | (1 << 11) | (1 << 10) | (v == 0 ? 0x100 : 0)),
-              AccessResult::kHandled);
-    ASSERT_EQ(vm_->wrmsr(v, 0x80F, 0x1FF), AccessResult::kHandled);
+    MakeVm(cfg);
   }
   void Out(uint16_t port, uint8_t value) {
     ASSERT_EQ(vm_->pio_out(0, port, &value, 1), AccessResult::kHandled);
-  }
-  void IoApicWrite(uint32_t index, uint32_t value) {
-    ASSERT_EQ(vm_->mmio_write(0, 0xFEC00000, &index, 4), AccessResult::kHandled);
-    ASSERT_EQ(vm_->mmio_write(0, 0xFEC00010, &value, 4), AccessResult::kHandled);
   }
   void Rte(unsigned pin, uint32_t low, uint32_t high) {
     IoApicWrite(0x10 + 2 * pin, low);
@@ -71,10 +57,6 @@ class TraceWireTest : public ::testing::Test {
     }
     return out;
   }
-
-  FakeClock clock_{1'000'000'000};
-  std::unique_ptr<trace::TraceSink> sink_;
-  std::unique_ptr<ApicvVm> vm_;
 };
 
 const std::vector<std::string> kLineEvents = {"kvm_set_irq", "kvm_pic_set_irq",
