@@ -1,8 +1,6 @@
 // ApicvVm: see apicv_vm.h.
 #include "virt/apicv_vm.h"
 
-#include <x86intrin.h>
-
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -74,22 +72,6 @@ uint32_t HostApicId(int vcpu) {
   return static_cast<uint32_t>(vcpu) & 0xFFF;
 }
 
-// The guest TSC is the host TSC here (the backend keeps the offset at zero), so TSC-deadline
-// values convert with the host's rate; measured once against CLOCK_MONOTONIC.
-uint64_t HostTscKhz() {
-  static const uint64_t khz = [] {
-    MonotonicClock mono;
-    const uint64_t t0 = mono.now_ns();
-    const uint64_t c0 = __rdtsc();
-    while (mono.now_ns() - t0 < 20'000'000) {
-    }
-    const uint64_t t1 = mono.now_ns();
-    const uint64_t c1 = __rdtsc();
-    return (c1 - c0) * 1'000'000 / (t1 - t0);
-  }();
-  return khz;
-}
-
 }  // namespace
 
 struct ApicvVm::VcpuCtx {
@@ -97,9 +79,11 @@ struct ApicvVm::VcpuCtx {
       : lapic(static_cast<uint32_t>(id), id == 0, lc), pmu(pc) {}
   Lapic lapic;
   Pmu pmu;
-  // Published LAPIC timer deadline for the timer thread; the owner writes it.
+  // Published LAPIC timer / vPMU deadline for service_timers(); the owner writes it.
   std::atomic<uint64_t> timer_deadline{UINT64_MAX};
-  uint64_t kicked_deadline = UINT64_MAX;  // timer thread only
+  // The deadline service_timers() last kicked for (written by the one servicing thread, read by
+  // next_deadline_ns() on any thread).
+  std::atomic<uint64_t> kicked_deadline{UINT64_MAX};
   // When an enabled cycle counter with PMI wraps if the guest keeps running (owner thread).
   uint64_t pmu_deadline = UINT64_MAX;
   std::atomic<int> nmi_pending{0};  // KVM's nmi_queued, saturating at 2
@@ -147,7 +131,8 @@ class ApicvVm::AvicOps final : public AvicVcpuOps {
   std::shared_ptr<const MapSnapshot> snap_;
 };
 
-ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* trace)
+ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* trace,
+                 TimerService* timers)
     : config_(config),
       clock_(clock),
       trace_(trace),
@@ -163,7 +148,7 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
       pit_(PitConfig{.policy = LostTickPolicy::kDiscard}) {
   LapicConfig lc;
   lc.esr_sdm_mode = config.esr_sdm_mode;
-  lc.tsc_khz = config.tsc_khz ? config.tsc_khz : HostTscKhz();
+  lc.tsc_khz = config.tsc_khz ? config.tsc_khz : clock.tsc_khz();
   tsc_khz_ = lc.tsc_khz;
   PmuConfig pc;
   pc.model = config.pmu_vendor == PmuVendor::kIntel ? PmuModel::kIntelV2 : PmuModel::kAmd;
@@ -214,16 +199,19 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
   }
   rebuild_apic_map(-1);
   for (int i = 0; i < config.nr_vcpus; ++i) reqs_.vcpu(i).make_request(kReqApicvUpdate);
-  timer_thread_ = std::thread([this] { timer_thread_main(); });
+  if (timers) {
+    timer_ = timers;
+  } else {
+    // Last: the thread calls service_timers() at once.
+    host_timer_ = std::make_unique<HostTimerService>(
+        clock_, [this](uint64_t now_ns) { return service_timers(now_ns); });
+    timer_ = host_timer_.get();
+  }
 }
 
 ApicvVm::~ApicvVm() {
-  {
-    std::lock_guard<std::mutex> g(timer_mu_);
-    timer_stop_ = true;
-  }
-  timer_cv_.notify_all();
-  if (timer_thread_.joinable()) timer_thread_.join();
+  // Join the host timer thread before any device it services goes away.
+  host_timer_.reset();
 }
 
 bool ApicvVm::avic_is_running(int vcpu) const {
@@ -252,10 +240,6 @@ void ApicvVm::set_kick(std::function<void(int)> kick) {
   std::lock_guard<std::mutex> g(kick_mu_);
   kick_holders_.push_back(std::make_unique<std::function<void(int)>>(std::move(kick)));
   kick_.store(kick_holders_.back().get(), std::memory_order_release);
-}
-
-uint64_t ApicvVm::read_tsc() {
-  return __rdtsc();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,7 +391,7 @@ AccessResult ApicvVm::pio_out(int vcpu, uint16_t port, const void* data, unsigne
     }
     if (config_.placement != IrqchipPlacement::kOn) st_vmm_exits_.fetch_add(1);
     pit_output(out);
-    wake_timer_thread();
+    timer_deadline_changed();
     return AccessResult::kHandled;
   }
   if (port >= kTestDevBase && port <= kTestDevEnd) {
@@ -840,10 +824,15 @@ void ApicvVm::eoi_broadcast(int vcpu, const LapicEoi& eoi) {
     st_vmm_exits_.fetch_add(1, std::memory_order_relaxed);
   }
   IoApicOutput out;
+  bool deferred = false;
   {
     std::lock_guard<std::mutex> g(ioapic_mu_);
+    const uint64_t before = ioapic_.next_deadline_ns();
     out = ioapic_.eoi(eoi.vector, eoi.level_triggered, now());
+    deferred = ioapic_.next_deadline_ns() < before;
   }
+  // The storm guard deferred a re-delivery: the timer service must learn the new deadline.
+  if (deferred) timer_deadline_changed();
   // kvm_ioapic_update_eoi_one() runs kvm_notify_acked_irq() (kvm_ack_irq) for every pin with the
   // EOIed vector, before the pin's notifier acts. KVM only gets there for vectors in
   // ioapic_handled_vectors (kvm_ioapic_send_eoi); the model's IOAPIC sees every EOI, so the
@@ -1192,7 +1181,7 @@ void ApicvVm::pmu_cycles_enter(int vcpu) {
   c.pmu.advance_cycles(now(), read_tsc(), 0, /*halted=*/true);
   const uint64_t d = c.pmu.next_cycles_overflow_ns(tsc_khz_);
   if (d != c.pmu_deadline) {
-    // The timer thread kicks the vCPU out of the guest when the counter would wrap.
+    // The timer service kicks the vCPU out of the guest when the counter would wrap.
     c.pmu_deadline = d;
     note_timer(vcpu);
   }
@@ -1261,7 +1250,7 @@ void ApicvVm::run_timers(int vcpu) {
 void ApicvVm::note_timer(int vcpu) {
   VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
   const uint64_t d = std::min(c.lapic.next_timer_deadline_ns(), c.pmu_deadline);
-  if (c.timer_deadline.exchange(d, std::memory_order_acq_rel) != d) wake_timer_thread();
+  if (c.timer_deadline.exchange(d, std::memory_order_acq_rel) != d) timer_deadline_changed();
 }
 
 MpEvent ApicvVm::take_mp_event(int vcpu) {
@@ -1342,68 +1331,54 @@ void ApicvVm::reset() {
   }
   rebuild_apic_map(-1);
   for (int i = 0; i < config_.nr_vcpus; ++i) reqs_.vcpu(i).make_request(kReqApicvUpdate);
-  wake_timer_thread();
+  timer_deadline_changed();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Timers
 
-void ApicvVm::wake_timer_thread() {
+uint64_t ApicvVm::service_timers(uint64_t t) {
+  PitOutput pout;
   {
-    std::lock_guard<std::mutex> g(timer_mu_);
-    timer_poke_ = true;
+    std::lock_guard<std::mutex> g(pit_mu_);
+    if (pit_.next_deadline_ns() <= t) pout = pit_.on_timer(t);
   }
-  timer_cv_.notify_one();
+  pit_output(pout);
+  IoApicOutput iout;
+  {
+    std::lock_guard<std::mutex> g(ioapic_mu_);
+    if (ioapic_.next_deadline_ns() <= t) iout = ioapic_.poll(t);
+  }
+  ioapic_output(iout);
+  // apic_timer_fn() / the PMU's overflow: the Lapic and Pmu belong to their vCPU's thread, so the
+  // service only makes the request and kicks; the vCPU fires the timer in run_timers(). One kick
+  // per deadline value: an expired deadline the vCPU has not serviced yet is not due again.
+  for (int i = 0; i < config_.nr_vcpus; ++i) {
+    VcpuCtx& c = *vcpus_[static_cast<size_t>(i)];
+    const uint64_t d = c.timer_deadline.load(std::memory_order_acquire);
+    if (d <= t && c.kicked_deadline.load(std::memory_order_relaxed) != d) {
+      c.kicked_deadline.store(d, std::memory_order_relaxed);
+      reqs_.make_request_and_kick(i, kReqEvent);
+    }
+  }
+  return next_deadline_ns();
 }
 
-void ApicvVm::timer_thread_main() {
-  std::unique_lock<std::mutex> lk(timer_mu_);
-  while (!timer_stop_) {
-    lk.unlock();
-    const uint64_t t = now();
-    uint64_t next = UINT64_MAX;
-    PitOutput pout;
-    {
-      std::lock_guard<std::mutex> g(pit_mu_);
-      if (pit_.next_deadline_ns() <= t) pout = pit_.on_timer(t);
-      next = std::min(next, pit_.next_deadline_ns());
-    }
-    pit_output(pout);
-    IoApicOutput iout;
-    {
-      std::lock_guard<std::mutex> g(ioapic_mu_);
-      if (ioapic_.next_deadline_ns() <= t) iout = ioapic_.poll(t);
-      next = std::min(next, ioapic_.next_deadline_ns());
-    }
-    ioapic_output(iout);
-    for (int i = 0; i < config_.nr_vcpus; ++i) {
-      VcpuCtx& c = *vcpus_[static_cast<size_t>(i)];
-      const uint64_t d = c.timer_deadline.load(std::memory_order_acquire);
-      if (d == UINT64_MAX) continue;
-      if (d <= t) {
-        if (c.kicked_deadline != d) {
-          c.kicked_deadline = d;
-          reqs_.make_request_and_kick(i, kReqEvent);
-        }
-      } else {
-        next = std::min(next, d);
-      }
-    }
-    lk.lock();
-    if (timer_stop_) break;
-    if (timer_poke_) {
-      timer_poke_ = false;
-      continue;
-    }
-    const uint64_t t2 = now();
-    if (next == UINT64_MAX) {
-      timer_cv_.wait(lk, [this] { return timer_stop_ || timer_poke_; });
-    } else if (next > t2) {
-      timer_cv_.wait_for(lk, std::chrono::nanoseconds(next - t2),
-                         [this] { return timer_stop_ || timer_poke_; });
-    }
-    timer_poke_ = false;
+uint64_t ApicvVm::next_deadline_ns() {
+  uint64_t next = UINT64_MAX;
+  {
+    std::lock_guard<std::mutex> g(pit_mu_);
+    next = std::min(next, pit_.next_deadline_ns());
   }
+  {
+    std::lock_guard<std::mutex> g(ioapic_mu_);
+    next = std::min(next, ioapic_.next_deadline_ns());
+  }
+  for (const auto& cp : vcpus_) {
+    const uint64_t d = cp->timer_deadline.load(std::memory_order_acquire);
+    if (d != cp->kicked_deadline.load(std::memory_order_relaxed)) next = std::min(next, d);
+  }
+  return next;
 }
 
 VmStats ApicvVm::stats() const {
@@ -1455,8 +1430,8 @@ VmStats ApicvVm::stats() const {
 }
 
 std::unique_ptr<IrqChip> CreateApicvIrqChip(const VmConfig& config, const Clock& clock,
-                                            trace::TraceSink* trace) {
-  return std::make_unique<ApicvVm>(config, clock, trace);
+                                            trace::TraceSink* trace, TimerService* timers) {
+  return std::make_unique<ApicvVm>(config, clock, trace, timers);
 }
 
 }  // namespace apicv::virt

@@ -12,10 +12,13 @@
 // cross-vCPU delivery posts into the target's PIR (Lapic::post, or the PiDesc with APICv on
 // vmx) and kicks. IOAPIC, PIC and PIT
 // each have one mutex; the APIC map is rebuilt under map_mu_ and published as an immutable
-// snapshot. A timer thread services the PIT and kicks vCPUs whose LAPIC timer expired.
+// snapshot. Time comes only from the backend's Clock (now_ns, the guest TSC); the VM's timers are
+// serviced through the backend's TimerService (virt/timer_service.h): service_timers() runs the
+// PIT and IOAPIC timers and kicks vCPUs whose LAPIC timer or vPMU deadline passed. By default a
+// HostTimerService thread calls it; with a caller-supplied service the VM starts no thread.
 // Locks (docs/locking.md): each device mutex is held only around one call into its device, and
 // the device's output (deliveries, acks, kicks, traces) is acted on after it is released, so
-// ioapic_mu_, pic_mu_, pit_mu_, timer_mu_ and kick_mu_ are never held together or with map_mu_,
+// ioapic_mu_, pic_mu_, pit_mu_ and kick_mu_ are never held together or with map_mu_,
 // and apicv_update_lock is never taken under any of them. Nestings: map_mu_ -> snap_mu_
 // (publishing the snapshot) and map_mu_ -> apicv_update_lock (the map inhibits, as KVM updates
 // them under apic_map_lock); snap_mu_ and the trace sink's mutex are leaves.
@@ -47,12 +50,10 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "devices/clock.h"
@@ -64,9 +65,11 @@
 #include "irq/apic_bus.h"
 #include "irq/apic_map.h"
 #include "virt/apicv_inhibits.h"
+#include "virt/host_timer_service.h"
 #include "virt/irq_window.h"
 #include "virt/irqchip.h"
 #include "virt/posted_interrupt.h"
+#include "virt/timer_service.h"
 #include "virt/vcpu_request.h"
 #include "virt/vm_config.h"
 
@@ -130,7 +133,11 @@ struct VmStats {
 
 class ApicvVm final : public IrqChip {
  public:
-  ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* trace);
+  // `clock` (and `timers`, when given) must outlive the VM. `timers` null: the VM services its
+  // timers from a HostTimerService thread on `clock`; otherwise the caller drives
+  // service_timers() and the VM starts no thread (virt/timer_service.h).
+  ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* trace,
+          TimerService* timers = nullptr);
   ~ApicvVm() override;
   ApicvVm(const ApicvVm&) = delete;
   ApicvVm& operator=(const ApicvVm&) = delete;
@@ -151,6 +158,8 @@ class ApicvVm final : public IrqChip {
   bool has_events(int vcpu, bool if_set) override;
   uint64_t next_deadline_ns(int vcpu) override;
   void run_timers(int vcpu) override;
+  uint64_t next_deadline_ns() override;
+  uint64_t service_timers(uint64_t now_ns) override;
   MpEvent take_mp_event(int vcpu) override;
   void instruction_emulated(int vcpu) override;
   void reset() override;
@@ -230,17 +239,19 @@ class ApicvVm final : public IrqChip {
   void note_timer(int vcpu);
   void pmu_cycles_enter(int vcpu);
   void pmu_cycles_exit(int vcpu);
-  void timer_thread_main();
-  void wake_timer_thread();
+  // Tells the timer service that next_deadline_ns() may have moved.
+  void timer_deadline_changed() {
+    if (timer_) timer_->deadline_changed();
+  }
   uint64_t now() const { return clock_.now_ns(); }
-  uint64_t tsc_khz_ = 0;  // guest TSC rate (the host's unless configured)
-  static uint64_t read_tsc();
+  uint64_t read_tsc() const { return clock_.tsc(); }
+  uint64_t tsc_khz_ = 0;  // guest TSC rate (the clock's unless configured)
 
   const VmConfig config_;
   const Clock& clock_;
   trace::TraceSink* trace_;
   trace::TraceSink* dev_trace_;
-  // The backend's kick, swapped atomically: the timer thread may kick while set_kick runs.
+  // The backend's kick, swapped atomically: the timer service may kick while set_kick runs.
   // Replaced holders are kept until destruction (set_kick is called a handful of times per run).
   std::atomic<const std::function<void(int)>*> kick_{nullptr};
   std::vector<std::unique_ptr<std::function<void(int)>>> kick_holders_;
@@ -275,11 +286,9 @@ class ApicvVm final : public IrqChip {
   Pit pit_;
   bool pit_reinject_ = false;
 
-  std::mutex timer_mu_;
-  std::condition_variable timer_cv_;
-  bool timer_stop_ = false;
-  bool timer_poke_ = false;
-  std::thread timer_thread_;
+  // The timer service: the caller's, or host_timer_ (declared last, so destroyed first: its
+  // thread calls service_timers() until it is joined).
+  TimerService* timer_ = nullptr;
 
   std::atomic<uint64_t> st_ipis_{0}, st_ipi_kicks_{0}, st_injections_{0}, st_hw_deliveries_{0},
       st_nmis_{0}, st_windows_{0}, st_window_exits_{0}, st_pit_ticks_{0}, st_pit_acks_{0},
@@ -288,6 +297,8 @@ class ApicvVm final : public IrqChip {
       st_pi_coalesced_{0}, st_pi_harvests_{0}, st_vmx_eois_virtualized_{0}, st_vmx_eoi_exits_{0},
       st_vmx_ioapic_scans_{0}, st_split_ioapic_eoi_exits_{0}, st_avic_accel_accesses_{0},
       st_avic_unaccel_traps_{0}, st_avic_unaccel_faults_{0};
+
+  std::unique_ptr<HostTimerService> host_timer_;
 };
 
 }  // namespace apicv::virt

@@ -11,9 +11,9 @@
 namespace apicv::virt {
 
 enum class AccessResult : uint8_t {
-  kHandled,     // apicv served the access
-  kNotMine,     // not an interrupt-controller address; the backend handles it
-  kGp,          // the access faults: inject #GP (MSRs)
+  kHandled,  // apicv served the access
+  kNotMine,  // not an interrupt-controller address; the backend handles it
+  kGp,       // the access faults: inject #GP (MSRs)
 };
 
 // What the backend must do before the next guest entry.
@@ -65,6 +65,17 @@ class IrqChip {
   virtual uint64_t next_deadline_ns(int vcpu) = 0;
   // Fire this vCPU's expired timers (LAPIC timer). Called on the vCPU thread.
   virtual void run_timers(int vcpu) = 0;
+
+  // VM-wide timers (the seam of virt/timer_service.h). The earliest absolute time (the
+  // IrqChip's clock) at which service_timers() has work: PIT channel 0, the IOAPIC's deferred
+  // re-delivery, and every vCPU's LAPIC timer / TSC deadline / vPMU cycle overflow not yet
+  // serviced; UINT64_MAX when none. Any thread.
+  virtual uint64_t next_deadline_ns() = 0;
+  // Fires the device timers due at `now_ns` (PIT ticks, IOAPIC re-delivery) and makes each vCPU
+  // whose own deadline passed request KVM_REQ_EVENT and kicks it, once per deadline (the vCPU
+  // then fires its LAPIC timer in run_timers() on its own thread). Returns next_deadline_ns().
+  // Called by the VM's TimerService thread, or by a virtual-time backend: one caller at a time.
+  virtual uint64_t service_timers(uint64_t now_ns) = 0;
 
   // INIT / SIPI received by this vCPU since the last call (consumed).
   virtual MpEvent take_mp_event(int vcpu) = 0;

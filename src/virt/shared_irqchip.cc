@@ -34,6 +34,8 @@ class SharedApicvVm final : public IrqChip {
   bool has_events(int v, bool if_set) override { return vm_->has_events(v, if_set); }
   uint64_t next_deadline_ns(int v) override { return vm_->next_deadline_ns(v); }
   void run_timers(int v) override { vm_->run_timers(v); }
+  uint64_t next_deadline_ns() override { return vm_->next_deadline_ns(); }
+  uint64_t service_timers(uint64_t now_ns) override { return vm_->service_timers(now_ns); }
   MpEvent take_mp_event(int v) override { return vm_->take_mp_event(v); }
   void instruction_emulated(int v) override { vm_->instruction_emulated(v); }
   void reset() override { vm_->reset(); }

@@ -182,6 +182,8 @@ class ScriptedChip final : public virt::IrqChip {
   bool has_events(int, bool) override { return s_.wake.load(); }
   uint64_t next_deadline_ns(int) override { return UINT64_MAX; }
   void run_timers(int) override {}
+  uint64_t next_deadline_ns() override { return UINT64_MAX; }  // the script owns no timer
+  uint64_t service_timers(uint64_t) override { return UINT64_MAX; }
   virt::MpEvent take_mp_event(int) override { return {}; }
   void instruction_emulated(int) override {}
   void reset() override {}
