@@ -127,10 +127,10 @@ Parsed Parse(const std::vector<std::string>& args) {
     } else if (a == "-guest") {
       p.guest = next();
     } else if (a == "-entry") {
-      p.run.flat_entry = Choose<kvm::EntryMode>("--entry", next(),
-                                                {{"16", kvm::EntryMode::kReal16},
-                                                 {"32", kvm::EntryMode::kProtected32},
-                                                 {"64", kvm::EntryMode::kLong64}});
+      p.run.flat_entry = Choose<platform::EntryMode>("--entry", next(),
+                                                     {{"16", platform::EntryMode::kReal16},
+                                                      {"32", platform::EntryMode::kProtected32},
+                                                      {"64", platform::EntryMode::kLong64}});
     } else if (a == "-serial") {
       p.serial = next();
     } else if (a == "-trace") {

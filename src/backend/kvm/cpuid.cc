@@ -1,135 +1,71 @@
-// CPUID construction; see cpuid.h.
+// KVM's CPUID lists merged with apicv's leaves; see cpuid.h.
 #include "backend/kvm/cpuid.h"
 
-#include <cpuid.h>
 #include <sys/ioctl.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <stdexcept>
-
-#include "devices/pmu/pmu.h"
 
 namespace apicv::kvm {
 
-void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id) {
-  for (kvm_cpuid_entry2& e : entries) {
-    if (e.function == 1) {
-      e.ecx |= kCpuid1EcxX2Apic | kCpuid1EcxTscDeadline | kCpuid1EcxHypervisor;
-      // The initial APIC ID field is 8 bits; larger IDs are only visible through leaf 0xB.
-      e.ebx = (e.ebx & 0x00FFFFFFu) | ((apic_id & 0xFFu) << 24);
-    } else if (e.function == 0xB || e.function == 0x1F) {
-      e.edx = apic_id;  // x2APIC ID of the current logical processor
-    }
-  }
-}
-
-GuestPmu GuestPmuFor(bool apicv_irqchip, const virt::VmConfig& config) {
-  GuestPmu p;
-  if (!apicv_irqchip) return p;
-  // ApicvVm builds its Pmu devices from pmu_vendor alone (no core extension, no full-width
-  // writes); advertise exactly that.
-  p.kind = config.pmu_vendor == virt::PmuVendor::kIntel ? GuestPmu::Kind::kIntelV2
-                                                        : GuestPmu::Kind::kAmd;
-  return p;
-}
-
 namespace {
 
-kvm_cpuid_entry2* FindLeaf(std::vector<kvm_cpuid_entry2>& entries, uint32_t fn) {
-  for (kvm_cpuid_entry2& e : entries) {
-    if (e.function == fn) return &e;
+// Runs a platform patch on a KVM list, writing the results back in place.
+template <typename Patch>
+void ApplyPatch(std::vector<kvm_cpuid_entry2>& entries, Patch patch) {
+  std::vector<platform::CpuidEntry> p = ToPlatform(entries);
+  patch(p);
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (i == entries.size()) entries.push_back(kvm_cpuid_entry2{});
+    kvm_cpuid_entry2& e = entries[i];
+    e.function = p[i].function;
+    e.index = p[i].index;
+    e.flags = p[i].flags;
+    e.eax = p[i].eax;
+    e.ebx = p[i].ebx;
+    e.ecx = p[i].ecx;
+    e.edx = p[i].edx;
   }
-  return nullptr;
 }
 
 }  // namespace
 
+std::vector<platform::CpuidEntry> ToPlatform(const std::vector<kvm_cpuid_entry2>& entries) {
+  std::vector<platform::CpuidEntry> out;
+  out.reserve(entries.size());
+  for (const kvm_cpuid_entry2& e : entries) {
+    out.push_back({e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx});
+  }
+  return out;
+}
+
+std::vector<kvm_cpuid_entry2> FromPlatform(const std::vector<platform::CpuidEntry>& entries) {
+  std::vector<kvm_cpuid_entry2> out;
+  ApplyPatch(out, [&](std::vector<platform::CpuidEntry>& p) { p = entries; });
+  return out;
+}
+
+void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id) {
+  ApplyPatch(entries, [&](std::vector<platform::CpuidEntry>& p) {
+    platform::PatchCpuidForVcpu(p, apic_id);
+  });
+}
+
 void PatchCpuidForPmu(std::vector<kvm_cpuid_entry2>& entries, const GuestPmu& pmu) {
-  if (pmu.kind == GuestPmu::Kind::kKeep) return;
-  PmuConfig pc;
-  pc.model = pmu.kind == GuestPmu::Kind::kIntelV2 ? PmuModel::kIntelV2 : PmuModel::kAmd;
-  pc.amd_core_ext = pmu.kind == GuestPmu::Kind::kAmd && pmu.amd_core_ext;
-  // The device states what it implements; the backend only copies it into the guest's view.
-  const Pmu model(pc);
-  const CpuidLeaf a = model.CpuidLeafA();
-
-  kvm_cpuid_entry2* leaf_a = FindLeaf(entries, kCpuidLeafArchPerfmon);
-  if (leaf_a == nullptr && pmu.kind == GuestPmu::Kind::kIntelV2) {
-    kvm_cpuid_entry2 e{};
-    e.function = kCpuidLeafArchPerfmon;
-    entries.push_back(e);
-    leaf_a = &entries.back();
-  }
-  if (leaf_a != nullptr) {
-    leaf_a->eax = a.eax;
-    leaf_a->ebx = a.ebx;
-    leaf_a->ecx = a.ecx;
-    leaf_a->edx = a.edx;
-  }
-  if (pmu.kind == GuestPmu::Kind::kIntelV2) {
-    // A guest reads leaf 0AH only when leaf 0 says it exists.
-    if (kvm_cpuid_entry2* l0 = FindLeaf(entries, 0); l0 != nullptr && l0->eax < 0xA) {
-      l0->eax = kCpuidLeafArchPerfmon;
-    }
-  }
-
-  if (kvm_cpuid_entry2* ext = FindLeaf(entries, kCpuidExtFeatures); ext != nullptr) {
-    ext->ecx &=
-        ~(kCpuidExtEcxPerfCtrExtCore | kCpuidExtEcxPerfCtrExtNb | kCpuidExtEcxPerfCtrExtLlc);
-    ext->ecx |= model.amd_cpuid_ext_ecx_bits();
-  }
-  if (kvm_cpuid_entry2* v2 = FindLeaf(entries, kCpuidExtPerfmonDebug); v2 != nullptr) {
-    v2->eax = v2->ebx = v2->ecx = v2->edx = 0;
-  }
+  ApplyPatch(entries,
+             [&](std::vector<platform::CpuidEntry>& p) { platform::PatchCpuidForPmu(p, pmu); });
 }
 
 void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id,
                        const GuestPmu& pmu) {
-  PatchCpuidForVcpu(entries, apic_id);
-  PatchCpuidForPmu(entries, pmu);
+  ApplyPatch(entries, [&](std::vector<platform::CpuidEntry>& p) {
+    platform::PatchCpuidForVcpu(p, apic_id, pmu);
+  });
 }
 
 std::vector<kvm_cpuid_entry2> HostCpuid() {
-  std::vector<kvm_cpuid_entry2> out;
-  auto add = [&](uint32_t fn, uint32_t idx, bool indexed) {
-    kvm_cpuid_entry2 e{};
-    e.function = fn;
-    e.index = idx;
-    e.flags = indexed ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0;
-    __cpuid_count(fn, idx, e.eax, e.ebx, e.ecx, e.edx);
-    out.push_back(e);
-  };
-  uint32_t a, b, c, d;
-  __cpuid(0, a, b, c, d);
-  const uint32_t max_basic = std::min<uint32_t>(a, 0x1F);
-  for (uint32_t fn = 0; fn <= max_basic; ++fn) {
-    switch (fn) {
-      case 4:
-        for (uint32_t i = 0; i < 8; ++i) add(fn, i, true);
-        break;
-      case 7:
-      case 0xB:
-      case 0xD:
-      case 0x1F:
-        for (uint32_t i = 0; i < 4; ++i) add(fn, i, true);
-        break;
-      default:
-        add(fn, 0, false);
-    }
-  }
-  __cpuid(0x80000000, a, b, c, d);
-  const uint32_t max_ext = std::min<uint32_t>(a, 0x80000021);
-  for (uint32_t fn = 0x80000000; fn <= max_ext; ++fn) add(fn, 0, false);
-  for (kvm_cpuid_entry2& e : out) {
-    if (e.function == 1) {
-      e.ecx &= ~((1u << 3) | (1u << 5));  // no MONITOR (faults here), no nested VMX
-    }
-  }
-  return out;
+  return FromPlatform(platform::HostCpuid());
 }
 
 std::vector<kvm_cpuid_entry2> GetSupportedCpuid(int kvm_fd) {

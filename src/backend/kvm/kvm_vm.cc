@@ -15,6 +15,7 @@
 
 #include "backend/kvm/cpuid.h"
 #include "backend/kvm/msr_filter.h"
+#include "platform/cpu_state.h"
 
 namespace apicv::kvm {
 
@@ -24,26 +25,21 @@ namespace {
   throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
-kvm_segment Seg(uint16_t sel, uint64_t base, uint32_t limit, uint8_t type, bool code_or_data,
-                bool db, bool l, bool g) {
+kvm_segment ToKvm(const platform::SegmentState& seg) {
   kvm_segment s;
   std::memset(&s, 0, sizeof s);
-  s.selector = sel;
-  s.base = base;
-  s.limit = limit;
-  s.type = type;
-  s.present = 1;
-  s.s = code_or_data ? 1 : 0;
-  s.db = db ? 1 : 0;
-  s.l = l ? 1 : 0;
-  s.g = g ? 1 : 0;
+  s.selector = seg.selector;
+  s.base = seg.base;
+  s.limit = seg.limit;
+  s.type = seg.type;
+  s.dpl = seg.dpl;
+  s.present = seg.present ? 1 : 0;
+  s.s = seg.s ? 1 : 0;
+  s.db = seg.db ? 1 : 0;
+  s.l = seg.l ? 1 : 0;
+  s.g = seg.g ? 1 : 0;
   return s;
 }
-
-constexpr uint64_t kCr0Pe = 1ull << 0, kCr0Et = 1ull << 4, kCr0Pg = 1ull << 31;
-constexpr uint64_t kCr0Nw = 1ull << 29, kCr0Cd = 1ull << 30;
-constexpr uint64_t kCr4Pae = 1ull << 5;
-constexpr uint64_t kEferLme = 1ull << 8, kEferLma = 1ull << 10;
 
 }  // namespace
 
@@ -73,7 +69,8 @@ int KvmSystem::CheckExtension(long cap) const {
   return ioctl(fd_, KVM_CHECK_EXTENSION, cap);
 }
 
-KvmVm::KvmVm(const KvmSystem& sys, const GuestMemory& mem, IrqchipMode mode, int nr_vcpus) {
+KvmVm::KvmVm(const KvmSystem& sys, const platform::GuestMemory& mem, IrqchipMode mode,
+             int nr_vcpus) {
   fd_ = ioctl(sys.fd(), KVM_CREATE_VM, 0);
   if (fd_ < 0) throw KvmUnavailable(std::string("KVM_CREATE_VM failed: ") + std::strerror(errno));
   const int max_vcpus = sys.CheckExtension(KVM_CAP_MAX_VCPUS);
@@ -83,7 +80,7 @@ KvmVm::KvmVm(const KvmSystem& sys, const GuestMemory& mem, IrqchipMode mode, int
   // Intel needs a TSS area below 4 GiB for real-mode emulation; harmless elsewhere.
   ioctl(fd_, KVM_SET_TSS_ADDR, 0xFFFBD000ul);
   uint32_t slot = 0;
-  for (const MemorySlot& s : mem.slots()) {
+  for (const platform::MemorySlot& s : mem.slots()) {
     kvm_userspace_memory_region r{};
     r.slot = slot++;
     r.guest_phys_addr = s.gpa;
@@ -177,78 +174,59 @@ bool KvmVcpu::SetCpuid(const std::vector<kvm_cpuid_entry2>& entries) {
   return ioctl(fd_, kIoctlSetCpuid2, buf.data()) == 0;
 }
 
-void KvmVcpu::SetBootState(const BootImage& boot) {
+void KvmVcpu::LoadCpuState(const platform::CpuState& st, bool system_state) {
   kvm_sregs sr;
   if (ioctl(fd_, KVM_GET_SREGS, &sr) != 0) Fail("KVM_GET_SREGS");
-  kvm_regs r;
-  std::memset(&r, 0, sizeof r);
-  r.rflags = 0x2;
-  r.rip = boot.entry;
-  switch (boot.mode) {
-    case EntryMode::kReal16: {
-      sr.cs = Seg(0, 0, 0xFFFF, 0xB, true, false, false, false);
-      sr.ds = sr.es = sr.fs = sr.gs = sr.ss = Seg(0, 0, 0xFFFF, 0x3, true, false, false, false);
-      sr.cr0 = (sr.cr0 & ~(kCr0Pe | kCr0Pg));
-      r.rsp = 0x7C00;
-      break;
-    }
-    case EntryMode::kProtected32: {
-      // Multiboot §3.2: flat 4 GiB segments, CR0.PE=1, paging off; GDTR may be invalid.
-      sr.cs = Seg(0x10, 0, 0xFFFFFFFF, 0xB, true, true, false, true);
-      sr.ds = sr.es = sr.fs = sr.gs = sr.ss =
-          Seg(0x18, 0, 0xFFFFFFFF, 0x3, true, true, false, true);
-      sr.cr0 = (sr.cr0 | kCr0Pe | kCr0Et) & ~(kCr0Pg | kCr0Nw | kCr0Cd);
-      r.rax = boot.eax;
-      r.rbx = boot.ebx;
-      break;
-    }
-    case EntryMode::kLong64: {
-      sr.cs = Seg(0x8, 0, 0xFFFFFFFF, 0xB, true, false, true, true);
-      sr.ds = sr.es = sr.fs = sr.gs = sr.ss =
-          Seg(0x10, 0, 0xFFFFFFFF, 0x3, true, true, false, true);
-      sr.gdt.base = boot.gdt_base;
-      sr.gdt.limit = boot.gdt_limit;
-      sr.cr3 = boot.cr3;
-      sr.cr4 |= kCr4Pae;
-      sr.cr0 = (sr.cr0 | kCr0Pe | kCr0Et | kCr0Pg) & ~(kCr0Nw | kCr0Cd);
-      sr.efer |= kEferLme | kEferLma;
-      r.rsp = 0x80000;
-      break;
-    }
+  sr.cs = ToKvm(st.cs);
+  sr.ds = ToKvm(st.ds);
+  sr.es = ToKvm(st.es);
+  sr.fs = ToKvm(st.fs);
+  sr.gs = ToKvm(st.gs);
+  sr.ss = ToKvm(st.ss);
+  sr.gdt.base = st.gdt.base;
+  sr.gdt.limit = st.gdt.limit;
+  sr.cr0 = st.cr0;
+  sr.cr3 = st.cr3;
+  sr.cr4 = st.cr4;
+  sr.efer = st.efer;
+  if (system_state) {
+    sr.ldt = ToKvm(st.ldtr);
+    sr.tr = ToKvm(st.tr);
+    sr.idt.base = st.idt.base;
+    sr.idt.limit = st.idt.limit;
+    sr.cr2 = st.cr2;
   }
   if (ioctl(fd_, KVM_SET_SREGS, &sr) != 0) Fail("KVM_SET_SREGS");
+  kvm_regs r;
+  std::memset(&r, 0, sizeof r);
+  r.rflags = st.rflags;
+  r.rip = st.rip;
+  r.rsp = st.rsp;
+  r.rax = st.rax;
+  r.rbx = st.rbx;
   if (ioctl(fd_, KVM_SET_REGS, &r) != 0) Fail("KVM_SET_REGS");
+}
+
+void KvmVcpu::SetBootState(const platform::BootImage& boot) {
+  // A fresh vCPU: LDTR, TR, IDTR and CR2 keep KVM's reset values.
+  LoadCpuState(platform::BootCpuState(boot), false);
 }
 
 void KvmVcpu::SetInitState() {
-  kvm_sregs sr;
-  if (ioctl(fd_, KVM_GET_SREGS, &sr) != 0) Fail("KVM_GET_SREGS");
-  sr.cs = Seg(0xF000, 0xFFFF0000, 0xFFFF, 0xB, true, false, false, false);
-  sr.ds = sr.es = sr.fs = sr.gs = sr.ss = Seg(0, 0, 0xFFFF, 0x3, true, false, false, false);
-  sr.ldt = Seg(0, 0, 0xFFFF, 0x2, false, false, false, false);
-  sr.tr = Seg(0, 0, 0xFFFF, 0xB, false, false, false, false);
-  sr.gdt.base = sr.idt.base = 0;
-  sr.gdt.limit = sr.idt.limit = 0xFFFF;
-  sr.cr0 = 0x60000010;  // CD, NW, ET (SDM Table 10-1)
-  sr.cr2 = sr.cr3 = sr.cr4 = 0;
-  sr.efer = 0;
-  if (ioctl(fd_, KVM_SET_SREGS, &sr) != 0) Fail("KVM_SET_SREGS");
-  kvm_regs r;
-  std::memset(&r, 0, sizeof r);
-  r.rflags = 0x2;
-  r.rip = 0xFFF0;
-  if (ioctl(fd_, KVM_SET_REGS, &r) != 0) Fail("KVM_SET_REGS");
+  LoadCpuState(platform::InitCpuState(), true);
 }
 
 void KvmVcpu::SetSipiState(uint8_t vector) {
+  // Only CS and RIP change: the rest is the INIT state the vCPU is already in.
+  const platform::CpuState st = platform::SipiCpuState(vector);
   kvm_sregs sr;
   if (ioctl(fd_, KVM_GET_SREGS, &sr) != 0) Fail("KVM_GET_SREGS");
-  sr.cs.selector = static_cast<uint16_t>(vector) << 8;
-  sr.cs.base = static_cast<uint64_t>(vector) << 12;
+  sr.cs.selector = st.cs.selector;
+  sr.cs.base = st.cs.base;
   if (ioctl(fd_, KVM_SET_SREGS, &sr) != 0) Fail("KVM_SET_SREGS");
   kvm_regs r;
   if (ioctl(fd_, KVM_GET_REGS, &r) != 0) Fail("KVM_GET_REGS");
-  r.rip = 0;
+  r.rip = st.rip;
   if (ioctl(fd_, KVM_SET_REGS, &r) != 0) Fail("KVM_SET_REGS");
 }
 

@@ -1,8 +1,8 @@
 // Thin RAII wrappers over the KVM API (Documentation/virt/kvm/api.rst): the /dev/kvm system fd,
 // a VM with its memory slots and (kvm mode) in-kernel irqchip + PIT, and vCPUs with their kvm_run
-// mapping, plus the architectural register states the backend loads: boot entry (16/32/64-bit),
-// INIT (SDM vol. 3A 10.1.1, Table 10-1) and the SIPI start (SDM 8.4.4.1: CS = vector << 8,
-// base vector << 12, IP 0). Not supported: SMM, nested state, XSAVE state beyond KVM's reset.
+// mapping, loading the backend-neutral register states of platform/cpu_state.h: boot entry
+// (16/32/64-bit), INIT (SDM vol. 3A 10.1.1, Table 10-1) and the SIPI start (SDM 8.4.4.1). Not
+// supported: SMM, nested state, XSAVE state beyond KVM's reset.
 #pragma once
 
 #include <linux/kvm.h>
@@ -10,9 +10,10 @@
 #include <cstdint>
 #include <string>
 
-#include "backend/kvm/boot_loader.h"
-#include "backend/kvm/guest_memory.h"
 #include "backend/kvm/run_guest.h"
+#include "platform/boot_loader.h"
+#include "platform/cpu_state.h"
+#include "platform/guest_memory.h"
 
 namespace apicv::kvm {
 
@@ -44,7 +45,9 @@ class KvmVcpu {
 
   // False when the host rejects KVM_SET_CPUID2.
   bool SetCpuid(const std::vector<kvm_cpuid_entry2>& entries);
-  void SetBootState(const BootImage& boot);
+  // Loads `st` (platform/cpu_state.h); `system_state` also loads LDTR, TR, IDTR and CR2.
+  void LoadCpuState(const platform::CpuState& st, bool system_state);
+  void SetBootState(const platform::BootImage& boot);
   void SetInitState();
   void SetSipiState(uint8_t vector);
   uint64_t Rip() const;
@@ -60,7 +63,7 @@ class KvmVm {
  public:
   // Creates the VM, registers `mem`, and sets up the mode's interrupt plumbing: in-kernel irqchip
   // and PIT (kKvm) or user-space MSR exits with the apicv MSR filter (kApicv).
-  KvmVm(const KvmSystem& sys, const GuestMemory& mem, IrqchipMode mode, int nr_vcpus);
+  KvmVm(const KvmSystem& sys, const platform::GuestMemory& mem, IrqchipMode mode, int nr_vcpus);
   ~KvmVm();
   KvmVm(const KvmVm&) = delete;
   KvmVm& operator=(const KvmVm&) = delete;

@@ -1,5 +1,6 @@
 // RunGuest: vCPU threads, KVM_RUN exit dispatch into apicv's IrqChip or KVM's in-kernel irqchip,
-// halt with adaptive polling, the PC ports, reset and shutdown. See run_guest.h.
+// halt with adaptive polling, reset and shutdown; port, MMIO and MSR exits go through the
+// platform's exit dispatch (platform/machine.h). See run_guest.h.
 #include "backend/kvm/run_guest.h"
 
 #include <pthread.h>
@@ -14,40 +15,20 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
-#include <set>
 #include <shared_mutex>
 #include <thread>
 
 #include "backend/kvm/cpuid.h"
-#include "backend/kvm/fw_cfg.h"
-#include "backend/kvm/guest_memory.h"
 #include "backend/kvm/halt_poll.h"
 #include "backend/kvm/kvm_vm.h"
-#include "backend/kvm/system_ports.h"
-#include "backend/kvm/uart_16550.h"
 #include "backend/kvm/vcpu_kick.h"
 #include "devices/clock.h"
+#include "platform/guest_memory.h"
+#include "platform/machine.h"
 #include "trace/trace_sink.h"
 #include "virt/vm.h"
 
 namespace apicv::kvm {
-
-void RunCounters::Add(const RunCounters& o) {
-  for (size_t i = 0; i < exits.size(); ++i) exits[i] += o.exits[i];
-  eintr += o.eintr;
-  msr_exits_inval += o.msr_exits_inval;
-  msr_exits_filter += o.msr_exits_filter;
-  window_requests += o.window_requests;
-  window_exits += o.window_exits;
-  injections += o.injections;
-  nmis += o.nmis;
-  kicks += o.kicks;
-  kick_signals += o.kick_signals;
-  halts += o.halts;
-  halt_poll_success += o.halt_poll_success;
-  halt_sleeps += o.halt_sleeps;
-  sipis += o.sipis;
-}
 
 const char* ExitReasonName(unsigned reason) {
   switch (reason) {
@@ -88,31 +69,39 @@ const char* ExitReasonName(unsigned reason) {
 
 namespace {
 
-constexpr size_t kMaxSamples = 16u << 20;  // bound on guest-driven memory use
-constexpr size_t kMaxLoggedUnknown = 64;
 constexpr uint64_t kMaxWaitNs = 1000000000ull;  // re-check the stop flag at least every second
 
-enum class StopKind : int { kNone, kDebugExit, kReset, kError, kTimeout, kPoweroff };
+using platform::BootImage;
+using platform::GuestMemory;
+using platform::StopKind;
 enum class RunState : uint8_t { kRunning, kWaitForSipi };
 
 inline void CpuRelax() {
   __builtin_ia32_pause();
 }
 
-class Machine {
+// One run's VM: vCPU threads around KVM_RUN; the exits go to the platform's Machine.
+class KvmMachine {
  public:
-  Machine(const RunOptions& opt, KvmSystem& sys, GuestMemory& mem, const Clock& clock,
-          virt::IrqChip* chip)
+  KvmMachine(const RunOptions& opt, KvmSystem& sys, GuestMemory& mem, const Clock& clock,
+             virt::IrqChip* chip)
       : opt_(opt),
         sys_(sys),
         mem_(mem),
         clock_(clock),
         chip_(chip),
-        uart_([this](uint8_t b) {
-          if (opt_.serial) opt_.serial(b);
-        }),
-        fw_cfg_(mem.size(), static_cast<uint16_t>(opt.smp)),
-        kicks_(static_cast<size_t>(opt.smp)) {}
+        bus_(
+            mem.size(), opt.smp,
+            [this](uint8_t b) {
+              if (opt_.serial) opt_.serial(b);
+            },
+            chip),
+        kicks_(static_cast<size_t>(opt.smp)) {
+    // Only KVM's in-kernel irqchip takes ISA lines from user space (KVM_IRQ_LINE).
+    bus_.set_irq_line_handler([this](uint32_t line, bool level) {
+      if (vm_ != nullptr) vm_->SetIrqLine(line, level);
+    });
+  }
 
   void Kick(int v) {
     if (v < 0 || v >= opt_.smp) return;
@@ -162,16 +151,11 @@ class Machine {
     return static_cast<StopKind>(stop_.load());
   }
 
-  void ResetDevices() {
-    std::lock_guard lock(dev_mu_);
-    uart_.Reset();
-    reset_ctl_.Reset();
-    fw_cfg_.Select(FwCfg::kSignature);
-  }
+  void ResetDevices() { bus_.Reset(); }
 
   int exit_code() const { return exit_code_; }
   const std::string& error() const { return error_; }
-  std::vector<uint32_t> TakeSamples() { return std::move(samples_); }
+  std::vector<uint32_t> TakeSamples() { return bus_.TakeSamples(); }
   uint64_t tsc_khz() const { return tsc_khz_; }
   RunCounters Counters() const {
     RunCounters c = counters_;
@@ -195,15 +179,9 @@ class Machine {
     for (int i = 0; i < opt_.smp; ++i) Kick(i);
   }
 
-  void LogUnknownOnce(const char* what, uint64_t addr) {
-    std::lock_guard lock(log_mu_);
-    if (logged_.size() >= kMaxLoggedUnknown) return;
-    const uint64_t key = addr ^ (static_cast<uint64_t>(what[0]) << 56);
-    if (!logged_.insert(key).second) return;
-    std::fprintf(
-        stderr, "apicv: %s 0x%llx ignored (reads all ones, writes dropped)%s\n", what,
-        static_cast<unsigned long long>(addr),
-        logged_.size() == kMaxLoggedUnknown ? "; further unknown accesses not logged" : "");
+  // Stops every vCPU for what a guest access asked (debug exit, reset).
+  void Stop(const platform::StopRequest& req) {
+    if (req) RequestStop(req.kind, req.code, "");
   }
 
   void VcpuThread(KvmVcpu& vcpu) {
@@ -431,87 +409,16 @@ class Machine {
   }
 
   void HandleIo(int v, kvm_run* run) {
-    const unsigned size = run->io.size;
     uint8_t* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
-    for (uint32_t i = 0; i < run->io.count; ++i, data += size) {
-      if (run->io.direction == KVM_EXIT_IO_OUT) {
-        if (chip_ && chip_->pio_out(v, run->io.port, data, size) != virt::AccessResult::kNotMine) {
-          continue;
-        }
-        uint32_t value = 0;
-        std::memcpy(&value, data, std::min(size, 4u));
-        PortOut(run->io.port, value, size);
-      } else {
-        if (chip_ && chip_->pio_in(v, run->io.port, data, size) != virt::AccessResult::kNotMine) {
-          continue;
-        }
-        const uint32_t value = PortIn(run->io.port, size);
-        std::memcpy(data, &value, std::min(size, 4u));
-      }
-    }
-  }
-
-  void PortOut(uint16_t port, uint32_t value, unsigned size) {
-    if (port == kDebugExitPort) {
-      RequestStop(StopKind::kDebugExit, DebugExitStatus(value), "");
-      return;
-    }
-    const int line = TestDevLine(port);
-    if (line >= 0 && size == 1) {
-      if (vm_ != nullptr && chip_ == nullptr) {
-        vm_->SetIrqLine(static_cast<uint32_t>(line), value != 0);
-      } else {
-        LogUnknownOnce("test-device port not claimed by the irqchip:", port);
-      }
-      return;
-    }
-    std::lock_guard lock(dev_mu_);
-    if (uart_.Claims(port)) {
-      uart_.Write(port, static_cast<uint8_t>(value));
-    } else if (fw_cfg_.Claims(port)) {
-      fw_cfg_.Out(port, value, size);
-    } else if (port == kSamplePort && size == 4) {
-      if (samples_.size() < kMaxSamples) samples_.push_back(value);
-    } else if (port == kResetControlPort && size == 1) {
-      if (reset_ctl_.Write(static_cast<uint8_t>(value))) RequestStop(StopKind::kReset, 0, "");
-    } else if (port == kKbcCommandPort && size == 1) {
-      if (KbcCommandRequestsReset(static_cast<uint8_t>(value))) {
-        RequestStop(StopKind::kReset, 0, "");
-      }
-    } else if (port == kKbcDataPort) {
-      // No keyboard: data writes are dropped silently (firmware probes it).
-    } else {
-      LogUnknownOnce("unknown port write", port);
-    }
-  }
-
-  uint32_t PortIn(uint16_t port, unsigned size) {
-    const uint32_t ones = size >= 4 ? 0xFFFFFFFFu : (1u << (8 * size)) - 1;
-    std::lock_guard lock(dev_mu_);
-    if (uart_.Claims(port)) return uart_.Read(port);
-    if (fw_cfg_.Claims(port)) return fw_cfg_.In(port, size);
-    if (port == kResetControlPort) return reset_ctl_.Read();
-    if (port == kKbcCommandPort || port == kKbcDataPort) return 0;  // buffers empty
-    if (TestDevLine(port) >= 0) return 0;
-    LogUnknownOnce("unknown port read", port);
-    return ones;
+    Stop(bus_.Pio(v, run->io.direction == KVM_EXIT_IO_OUT, run->io.port, data, run->io.size,
+                  run->io.count));
   }
 
   void HandleMmio(int v, kvm_run* run) {
-    const unsigned len = std::min<unsigned>(run->mmio.len, 8);
     if (run->mmio.is_write) {
-      if (chip_ && chip_->mmio_write(v, run->mmio.phys_addr, run->mmio.data, len) !=
-                       virt::AccessResult::kNotMine) {
-        return;
-      }
-      LogUnknownOnce("unknown MMIO write", run->mmio.phys_addr);
+      bus_.MmioWrite(v, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
     } else {
-      if (chip_ && chip_->mmio_read(v, run->mmio.phys_addr, run->mmio.data, len) !=
-                       virt::AccessResult::kNotMine) {
-        return;
-      }
-      std::memset(run->mmio.data, 0xFF, len);
-      LogUnknownOnce("unknown MMIO read", run->mmio.phys_addr);
+      bus_.MmioRead(v, run->mmio.phys_addr, run->mmio.data, run->mmio.len);
     }
   }
 
@@ -522,34 +429,18 @@ class Machine {
     } else {
       ++c.msr_exits_filter;
     }
-    virt::AccessResult r = virt::AccessResult::kNotMine;
-    if (chip_) {
-      if (run->exit_reason == KVM_EXIT_X86_RDMSR) {
-        uint64_t value = 0;
-        r = chip_->rdmsr(v, run->msr.index, &value);
-        if (r == virt::AccessResult::kHandled) run->msr.data = value;
-      } else {
-        r = chip_->wrmsr(v, run->msr.index, run->msr.data);
-      }
+    // INVAL: KVM does not know the MSR either, so #GP as without user-space MSRs. FILTER: routed
+    // to apicv on purpose, so an MSR apicv does not serve reads 0.
+    const platform::MsrMiss miss = inval ? platform::MsrMiss::kGp : platform::MsrMiss::kReadZero;
+    bool ok;
+    if (run->exit_reason == KVM_EXIT_X86_RDMSR) {
+      uint64_t value = 0;
+      ok = bus_.Rdmsr(v, run->msr.index, &value, miss);
+      if (ok) run->msr.data = value;
+    } else {
+      ok = bus_.Wrmsr(v, run->msr.index, run->msr.data, miss);
     }
-    switch (r) {
-      case virt::AccessResult::kHandled:
-        run->msr.error = 0;
-        break;
-      case virt::AccessResult::kGp:
-        run->msr.error = 1;
-        break;
-      case virt::AccessResult::kNotMine:
-        if (inval) {
-          run->msr.error = 1;  // KVM does not know it either: #GP, as without user-space MSRs
-        } else {
-          // Filtered for apicv but not served (e.g. no vPMU yet): read 0, drop writes.
-          run->msr.error = 0;
-          if (run->exit_reason == KVM_EXIT_X86_RDMSR) run->msr.data = 0;
-          LogUnknownOnce("unserved filtered MSR", run->msr.index);
-        }
-        break;
-    }
+    run->msr.error = ok ? 0 : 1;
   }
 
   const RunOptions& opt_;
@@ -557,13 +448,8 @@ class Machine {
   GuestMemory& mem_;
   const Clock& clock_;
   virt::IrqChip* chip_;
-  KvmVm* vm_ = nullptr;
-
-  std::mutex dev_mu_;  // the port devices below; leaf lock
-  Uart16550 uart_;
-  FwCfg fw_cfg_;
-  ResetControl reset_ctl_;
-  std::vector<uint32_t> samples_;
+  KvmVm* vm_ = nullptr;  // set while Boot() runs vCPUs
+  platform::Machine bus_;
 
   std::shared_mutex kick_mu_;  // shared: kickers; exclusive: a vCPU detaching its kvm_run
   std::vector<VcpuKick> kicks_;
@@ -578,27 +464,7 @@ class Machine {
   RunCounters counters_;
   uint64_t tsc_khz_ = 0;
   bool cpuid_warned_ = false;
-
-  std::mutex log_mu_;
-  std::set<uint64_t> logged_;
 };
-
-BootImage LoadKernel(const RunOptions& opt, GuestMemory& mem) {
-  if (opt.kernel.empty()) throw std::runtime_error("no kernel image given");
-  if (opt.flat_entry) return LoadFlat(mem, opt.kernel, *opt.flat_entry);
-  if (IsMultiboot(opt.kernel)) {
-    MultibootArgs args;
-    args.kernel_name = opt.kernel_name;
-    args.append = opt.append;
-    args.initrd = opt.initrd;
-    args.initrd_name = opt.initrd_name;
-    return LoadMultiboot(mem, opt.kernel, args);
-  }
-  if (IsElf(opt.kernel)) {
-    throw std::runtime_error("ELF kernel without a multiboot v1 header is unsupported");
-  }
-  return LoadFlat(mem, opt.kernel, EntryMode::kProtected32);
-}
 
 }  // namespace
 
@@ -623,13 +489,13 @@ RunResult RunGuest(const RunOptions& opt) {
       chip = virt::CreateApicvIrqChip(cfg, clock, opt.trace);
     }
   }
-  Machine m(opt, sys, mem, clock, chip.get());
+  KvmMachine m(opt, sys, mem, clock, chip.get());
   if (chip) chip->set_kick([&m](int v) { m.Kick(v); });
 
   RunResult res;
   for (;;) {
     // RAM survives a reset, as on a PC (and in QEMU); only the kernel image is reloaded.
-    const BootImage boot = LoadKernel(opt, mem);
+    const BootImage boot = platform::LoadKernel(opt, mem);
     const StopKind kind = m.Boot(boot, deadline);
     if (kind == StopKind::kReset) {
       if (res.reboots >= opt.max_reboots) {

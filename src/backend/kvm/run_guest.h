@@ -9,87 +9,26 @@
 // returning. Not supported: live migration, more than one memory slot below 4 GiB, Linux boot.
 #pragma once
 
-#include <array>
-#include <cstdint>
-#include <functional>
-#include <memory>
-#include <optional>
 #include <stdexcept>
-#include <string>
-#include <vector>
 
-#include "backend/kvm/boot_loader.h"
-#include "devices/clock.h"
-#include "virt/irqchip.h"
-#include "virt/vm_config.h"
-
-namespace apicv::trace {
-class TraceSink;
-}
+#include "platform/run_options.h"
 
 namespace apicv::kvm {
 
-enum class IrqchipMode : uint8_t { kApicv, kKvm };
+// The options and results are the platform's, shared with every backend.
+using platform::BootImage;
+using platform::EntryMode;
+using platform::IrqchipMode;
+using platform::kExitTimeout;
+using platform::kExitVmmError;
+using platform::kMaxVcpus;
+using platform::RunCounters;
+using platform::RunOptions;
+using platform::RunResult;
 
 // /dev/kvm cannot be opened or lacks a capability the chosen mode needs.
 struct KvmUnavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
-};
-
-// Status codes RunGuest reports besides the guest's own debug-exit code.
-inline constexpr int kExitTimeout = 124;
-inline constexpr int kExitVmmError = 125;
-
-struct RunOptions {
-  int smp = 1;                      // 1..kMaxVcpus
-  uint64_t mem_size = 64ull << 20;  // bytes
-  std::vector<uint8_t> kernel;      // multiboot ELF or flat binary
-  std::string kernel_name = "kernel";
-  std::optional<EntryMode> flat_entry;  // set: load `kernel` as a flat binary with this entry
-  std::vector<uint8_t> initrd;
-  std::string initrd_name;
-  std::string append;
-  IrqchipMode irqchip = IrqchipMode::kApicv;
-  virt::VmConfig vm_config;             // apicv mode only (nr_vcpus is taken from smp)
-  std::function<void(uint8_t)> serial;  // UART output; null: discard
-  trace::TraceSink* trace = nullptr;    // apicv mode tracepoints (may be null)
-  double timeout_s = 120;
-  int max_reboots = 8;
-  // Creates the apicv irqchip; null: CreateApicvIrqChip. Lets tests and tools inject a model.
-  std::function<std::unique_ptr<virt::IrqChip>(const virt::VmConfig&, const Clock&)>
-      irqchip_factory;
-};
-
-inline constexpr int kMaxVcpus = 288;
-
-struct RunCounters {
-  std::array<uint64_t, 64> exits{};  // by KVM_EXIT_* reason
-  uint64_t eintr = 0;                // KVM_RUN returned EINTR (kicks that hit the guest)
-  uint64_t msr_exits_inval = 0;
-  uint64_t msr_exits_filter = 0;
-  uint64_t window_requests = 0;  // entries with request_interrupt_window = 1
-  uint64_t window_exits = 0;     // interrupt_window_exit() calls
-  uint64_t injections = 0;       // KVM_INTERRUPT
-  uint64_t nmis = 0;             // KVM_NMI
-  uint64_t kicks = 0;            // kick callback invocations
-  uint64_t kick_signals = 0;     // kicks that needed pthread_kill
-  uint64_t halts = 0;            // HLT exits that blocked
-  uint64_t halt_poll_success = 0;
-  uint64_t halt_sleeps = 0;
-  uint64_t sipis = 0;
-  void Add(const RunCounters& o);
-};
-
-struct RunResult {
-  int exit_code = 0;  // guest debug-exit status, kExitTimeout, or kExitVmmError
-  bool debug_exit = false;
-  bool timed_out = false;
-  int reboots = 0;
-  std::string error;              // set with kExitVmmError
-  std::vector<uint32_t> samples;  // port 0x2100 writes, in arrival order
-  uint64_t tsc_khz = 0;           // KVM_GET_TSC_KHZ of vCPU 0
-  double wall_s = 0;
-  RunCounters counters;
 };
 
 // Throws KvmUnavailable when /dev/kvm is missing or unusable, std::runtime_error for a kernel that

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-namespace apicv::kvm {
+namespace apicv::platform {
 
 inline constexpr uint16_t kDebugExitPort = 0xF4;
 inline constexpr uint16_t kResetControlPort = 0xCF9;
@@ -49,4 +49,4 @@ inline int TestDevLine(uint16_t port) {
   return port >= kTestDevBase && port < kTestDevBase + kTestDevCount ? port - kTestDevBase : -1;
 }
 
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

@@ -1,7 +1,7 @@
 // 16550A transmit-only model; see uart_16550.h.
-#include "backend/kvm/uart_16550.h"
+#include "platform/uart_16550.h"
 
-namespace apicv::kvm {
+namespace apicv::platform {
 
 namespace {
 constexpr uint8_t kLcrDlab = 0x80;
@@ -76,4 +76,4 @@ void Uart16550::Write(uint16_t port, uint8_t value) {
   }
 }
 
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

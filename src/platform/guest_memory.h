@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <span>
 
-namespace apicv::kvm {
+namespace apicv::platform {
 
 struct MemorySlot {
   uint64_t gpa;
@@ -48,4 +48,4 @@ class GuestMemory {
   size_t nslots_ = 0;
 };
 
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

@@ -1,7 +1,7 @@
 // fw_cfg legacy port interface; see fw_cfg.h.
-#include "backend/kvm/fw_cfg.h"
+#include "platform/fw_cfg.h"
 
-namespace apicv::kvm {
+namespace apicv::platform {
 
 namespace {
 void PutLe(std::vector<uint8_t>& v, uint64_t x, int bytes) {
@@ -52,4 +52,4 @@ uint32_t FwCfg::In(uint16_t port, unsigned len) {
   return v;
 }
 
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

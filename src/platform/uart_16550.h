@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <functional>
 
-namespace apicv::kvm {
+namespace apicv::platform {
 
 class Uart16550 {
  public:
@@ -31,4 +31,4 @@ class Uart16550 {
   uint8_t dll_ = 0x0C, dlm_ = 0;  // 9600 baud divisor after reset
 };
 
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

@@ -1,5 +1,5 @@
 // Guest RAM layout: see guest_memory.h.
-#include "backend/kvm/guest_memory.h"
+#include "platform/guest_memory.h"
 
 #include <sys/mman.h>
 
@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace apicv::kvm {
+namespace apicv::platform {
 
 namespace {
 constexpr uint64_t k2M = 2ull << 20;
@@ -71,4 +71,4 @@ void GuestMemory::clear() {
   if (madvise(host_, size_, MADV_DONTNEED) != 0) std::memset(host_, 0, size_);
 }
 
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace apicv::kvm {
+namespace apicv::platform {
 
 class FwCfg {
  public:
@@ -37,4 +37,4 @@ class FwCfg {
   size_t offset_ = 0;
 };
 
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

@@ -1,6 +1,6 @@
 // Flat and Multiboot v1 loaders (Multiboot Specification 0.6.96 §3), checked against the layout
 // the specification defines; images are built byte by byte here.
-#include "backend/kvm/boot_loader.h"
+#include "platform/boot_loader.h"
 
 #include <elf.h>
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
-namespace apicv::kvm {
+namespace apicv::platform {
 namespace {
 
 constexpr uint64_t k64M = 64ull << 20;
@@ -311,4 +311,4 @@ TEST(GuestMemory, BoundsAreCheckedWithoutOverflow) {
 }
 
 }  // namespace
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

@@ -11,13 +11,14 @@
 #include <span>
 #include <string>
 
-#include "backend/kvm/guest_memory.h"
+#include "platform/guest_memory.h"
 
-namespace apicv::kvm {
+namespace apicv::platform {
 
 enum class EntryMode : uint8_t { kReal16, kProtected32, kLong64 };
 
-// Where and how the BSP starts.
+// Where and how the BSP starts; platform/cpu_state.h BootCpuState() turns it into the full
+// register state (segments, control registers, EAX/EBX) a backend loads.
 struct BootImage {
   EntryMode mode = EntryMode::kProtected32;
   uint64_t entry = 0;     // linear RIP (real mode: IP with CS base 0)
@@ -56,4 +57,4 @@ BootImage LoadMultiboot(GuestMemory& mem, std::span<const uint8_t> image,
 // fills cr3/gdt_* of `boot`. Used for 64-bit flat entry.
 void SetupLongModeTables(GuestMemory& mem, BootImage& boot);
 
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

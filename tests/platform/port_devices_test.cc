@@ -4,11 +4,11 @@
 
 #include <string>
 
-#include "backend/kvm/fw_cfg.h"
-#include "backend/kvm/system_ports.h"
-#include "backend/kvm/uart_16550.h"
+#include "platform/fw_cfg.h"
+#include "platform/system_ports.h"
+#include "platform/uart_16550.h"
 
-namespace apicv::kvm {
+namespace apicv::platform {
 namespace {
 
 TEST(Uart16550, TransmitsAndReportsTransmitterEmpty) {
@@ -115,4 +115,4 @@ TEST(SystemPorts, TestDeviceLines) {
 }
 
 }  // namespace
-}  // namespace apicv::kvm
+}  // namespace apicv::platform

@@ -1,5 +1,5 @@
 // Flat and Multiboot v1 loaders; see boot_loader.h for the specification sections and limits.
-#include "backend/kvm/boot_loader.h"
+#include "platform/boot_loader.h"
 
 #include <elf.h>
 
@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
-namespace apicv::kvm {
+namespace apicv::platform {
 
 namespace {
 
@@ -287,4 +287,4 @@ void SetupLongModeTables(GuestMemory& mem, BootImage& boot) {
   boot.gdt_limit = sizeof gdt - 1;
 }
 
-}  // namespace apicv::kvm
+}  // namespace apicv::platform
