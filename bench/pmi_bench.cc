@@ -1,7 +1,7 @@
 // `apicv bench pmi`: PMI-heavy runs of the real `pmu` guest on /dev/kvm and the per-exit cost of
 // the vPMU bookkeeping (issue 5; spec §8).
 //
-// Part 1 (needs /dev/kvm; skipped with a "SKIP:" line otherwise): the pmu guest in "rounds=R"
+// Part 1 (needs /dev/kvm; NOT EVALUATED otherwise, exit 77 once part 2 held): the pmu guest in "rounds=R"
 // mode keeps PMC0 counting instructions retired with INT and re-arms it at -period in its PMI
 // handler, so every `period` emulated instructions overflow once. It runs with
 // --pmi-delivery current and legacy; PMIs delivered (VmStats::pmis, LVTPC accepts) and overflows
@@ -38,6 +38,7 @@
 #include "bench_json.h"
 #include "builtin_guests.h"
 #include "cli/command.h"
+#include "cli/scenario.h"
 #include "devices/clock.h"
 #include "virt/apicv_vm.h"
 #include "virt/shared_irqchip.h"
@@ -264,6 +265,7 @@ void WriteJson(const std::string& path, const Options& o, const std::vector<Gues
 }
 
 void Run(const Options& o) {
+  if (!o.bench.json_path.empty()) cli::CheckWritable("--json", o.bench.json_path);
   bool pass = true;
   std::vector<GuestRun> guests;
   std::string guest_skip;
@@ -281,7 +283,7 @@ void Run(const Options& o) {
     }
   }
   if (!guest_skip.empty()) {
-    std::printf("SKIP: PMI-heavy guest runs need /dev/kvm (%s); in-process costs only\n",
+    std::printf("NOT EVALUATED: PMI-heavy guest runs need /dev/kvm (%s); in-process costs only\n",
                 guest_skip.c_str());
   }
 
@@ -359,7 +361,18 @@ void Run(const Options& o) {
     WriteJson(o.bench.json_path, o, guests, guest_skip, runs, ratios, pass);
     std::printf("wrote %s\n", o.bench.json_path.c_str());
   }
-  if (!pass) cli::SetExitStatus(1);
+  // The in-process check decides even where the guest cannot run; exit 77 ("cannot run here")
+  // only when it held and the guest runs were not evaluated.
+  if (!pass) {
+    std::printf("pmi: FAIL\n");
+    cli::SetExitStatus(1);
+  } else if (!guest_skip.empty()) {
+    std::printf("pmi: in-process check met; guest runs NOT EVALUATED (%s): exit 77\n",
+                guest_skip.c_str());
+    cli::SetExitStatus(77);
+  } else {
+    std::printf("pmi: all checks met\n");
+  }
 }
 
 cli::CommandRegistration reg("bench", [](CLI::App& bench) {
