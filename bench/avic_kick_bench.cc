@@ -99,6 +99,9 @@ void KickBench(benchmark::State& state, Mode mode, AvicKickMode kick) {
   state.counters["fast_hits"] = static_cast<double>(s.fast_hits);
 }
 
+// Kick runs registered per path (fast or slow): one per topology and size.
+int g_runs_per_path = 0;
+
 const int kRegistered = [] {
   struct Case {
     const char* name;
@@ -118,13 +121,16 @@ const int kRegistered = [] {
           name.c_str(), [mode = c.mode, kick](benchmark::State& s) { KickBench(s, mode, kick); });
       for (int n : c.sizes) b->Arg(n);
     }
+    g_runs_per_path += static_cast<int>(c.sizes.size());
   }
   return 0;
 }();
 
+constexpr const char* kKickFilter = "^avic_kick/";
+
 cli::CommandRegistration reg("bench", [](CLI::App& bench) {
   static BenchOptions storage;  // outlives the CLI tree
-  storage.filter = "^avic_kick/";
+  storage.filter = kKickFilter;
   BenchOptions* options = &storage;
   auto* cmd = bench.add_subcommand(
       "avic-kick",
@@ -132,25 +138,24 @@ cli::CommandRegistration reg("bench", [](CLI::App& bench) {
   AddBenchOptions(cmd, options);
   cmd->callback([options] {
     const std::vector<BenchRun> runs = RunBenchmarks(*options);
-    const bool judge = options->judge_timing;
+    TargetChecks checks("avic-kick", runs, *options, kKickFilter);
     // Time-independent: the fast path looks at the one vCPU the exit's table index names; the
     // slow path matches the destination against every vCPU of the VM.
-    bool ok = CheckCounterPerArg(runs, "fast kick examines 1 vCPU per exit at every size",
-                                 "avic_kick/fast/", "examined_per_exit", 1.0, 0.0, 1e9);
-    ok &= CheckCounterPerArg(runs, "slow kick examines every vCPU per exit", "avic_kick/slow/",
-                             "examined_per_exit", 1e9, 1.0, 1.0);
-    ok &= CheckRatio(runs, "fast physical 1024 vCPUs within 1.5x of 1 vCPU",
-                     "avic_kick/fast/physical/1024", "avic_kick/fast/physical/1", 1.5, true, judge);
-    ok &= CheckRatio(runs, "fast x2APIC logical 1024 vCPUs within 1.5x of 1 vCPU",
-                     "avic_kick/fast/x2apic_logical/1024", "avic_kick/fast/x2apic_logical/1", 1.5,
-                     true, judge);
-    ok &= CheckRatio(runs, "slow >= 50x fast at 1024 vCPUs (physical)",
-                     "avic_kick/slow/physical/1024", "avic_kick/fast/physical/1024", 50.0, false,
-                     judge);
-    ok &= CheckRatio(runs, "slow >= 50x fast at 1024 vCPUs (x2APIC logical)",
-                     "avic_kick/slow/x2apic_logical/1024", "avic_kick/fast/x2apic_logical/1024",
-                     50.0, false, judge);
-    if (!ok) cli::SetExitStatus(1);
+    checks.CounterPerArg("fast kick examines 1 vCPU per exit at every size", "avic_kick/fast/",
+                         "examined_per_exit", 1.0, 0.0, 1e9, g_runs_per_path);
+    checks.CounterPerArg("slow kick examines every vCPU per exit", "avic_kick/slow/",
+                         "examined_per_exit", 1e9, 1.0, 1.0, g_runs_per_path);
+    checks.Ratio("fast physical 1024 vCPUs within 1.5x of 1 vCPU", "avic_kick/fast/physical/1024",
+                 "avic_kick/fast/physical/1", 1.5, true);
+    checks.Ratio("fast x2APIC logical 1024 vCPUs within 1.5x of 1 vCPU",
+                 "avic_kick/fast/x2apic_logical/1024", "avic_kick/fast/x2apic_logical/1", 1.5,
+                 true);
+    checks.Ratio("slow >= 50x fast at 1024 vCPUs (physical)", "avic_kick/slow/physical/1024",
+                 "avic_kick/fast/physical/1024", 50.0, false);
+    checks.Ratio("slow >= 50x fast at 1024 vCPUs (x2APIC logical)",
+                 "avic_kick/slow/x2apic_logical/1024", "avic_kick/fast/x2apic_logical/1024", 50.0,
+                 false);
+    if (!checks.Finish()) cli::SetExitStatus(1);
   });
 });
 

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "cli/scenario.h"
+
 namespace apicv::bench {
 namespace {
 
@@ -52,6 +54,8 @@ void AddBenchOptions(CLI::App* cmd, BenchOptions* options) {
 }
 
 std::vector<BenchRun> RunBenchmarks(const BenchOptions& options) {
+  // A bad output path is bad input: refused before any benchmark runs (exit 2).
+  if (!options.json_path.empty()) cli::CheckWritable("--json", options.json_path);
   std::vector<std::string> args = {"apicv", "--benchmark_filter=" + options.filter,
                                    "--benchmark_min_time=" + std::to_string(options.min_time_s)};
   if (!options.json_path.empty()) {
@@ -84,33 +88,76 @@ const BenchRun* FindRun(const std::vector<BenchRun>& runs, const std::string& na
   return nullptr;
 }
 
-bool CheckRatio(const std::vector<BenchRun>& runs, const char* what, const std::string& num,
-                const std::string& den, double limit, bool at_most, bool judge) {
-  const BenchRun* a = FindRun(runs, num);
-  const BenchRun* b = FindRun(runs, den);
-  if (a == nullptr || b == nullptr || b->cpu_ns <= 0) {
-    std::printf("SKIP %s (needs %s and %s)\n", what, num.c_str(), den.c_str());
-    return true;
+TargetChecks::TargetChecks(const char* command, const std::vector<BenchRun>& runs,
+                           const BenchOptions& options, std::string default_filter)
+    : command_(command),
+      runs_(runs),
+      options_(options),
+      default_filter_(std::move(default_filter)) {}
+
+Verdict TargetChecks::Count(Verdict v) {
+  switch (v) {
+    case Verdict::kPass:
+      ++pass_;
+      break;
+    case Verdict::kFail:
+      ++fail_;
+      break;
+    case Verdict::kReported:
+      ++reported_;
+      break;
+    case Verdict::kNotEvaluated:
+      ++not_evaluated_;
+      break;
+  }
+  return v;
+}
+
+// A run the command needs is absent: the user's --filter left it out (not evaluated), or the
+// command's own benchmark set did not produce it (a failure of the benchmark).
+Verdict TargetChecks::Missing(const char* what, const std::string& missing) {
+  if (NarrowedByUser()) {
+    std::printf("NOT EVALUATED %s: %s not run (excluded by --filter '%s')\n", what, missing.c_str(),
+                options_.filter.c_str());
+    return Count(Verdict::kNotEvaluated);
+  }
+  std::printf("FAIL %s: %s not run\n", what, missing.c_str());
+  return Count(Verdict::kFail);
+}
+
+Verdict TargetChecks::Ratio(const char* what, const std::string& num, const std::string& den,
+                            double limit, bool at_most) {
+  const BenchRun* a = FindRun(runs_, num);
+  const BenchRun* b = FindRun(runs_, den);
+  if (a == nullptr) return Missing(what, num);
+  if (b == nullptr) return Missing(what, den);
+  if (!(b->cpu_ns > 0)) {
+    std::printf("FAIL %s: %s measured %.3f ns\n", what, den.c_str(), b->cpu_ns);
+    return Count(Verdict::kFail);
   }
   const double ratio = a->cpu_ns / b->cpu_ns;
   const bool ok = at_most ? ratio <= limit : ratio >= limit;
+  const bool judge = options_.judge_timing;
   std::printf("%s %s: %.2f ns / %.2f ns = %.2fx (%s %.1fx)%s\n",
               judge ? (ok ? "PASS" : "FAIL") : "REPORTED", what, a->cpu_ns, b->cpu_ns, ratio,
               at_most ? "<=" : ">=", limit, judge ? "" : " [not judged: --no-timing-targets]");
-  return ok || !judge;
+  return Count(!judge ? Verdict::kReported : ok ? Verdict::kPass : Verdict::kFail);
 }
 
-bool CheckCounterPerArg(const std::vector<BenchRun>& runs, const char* what,
-                        const std::string& prefix, const std::string& counter, double at_most,
-                        double at_least_arg, double at_most_arg) {
+Verdict TargetChecks::CounterPerArg(const char* what, const std::string& prefix,
+                                    const std::string& counter, double at_most, double at_least_arg,
+                                    double at_most_arg, int expected_runs) {
   int matched = 0;
   const BenchRun* worst = nullptr;
   double worst_value = 0;
-  for (const BenchRun& r : runs) {
+  for (const BenchRun& r : runs_) {
     if (r.name.rfind(prefix, 0) != 0) continue;
     const auto it = r.counters.find(counter);
     const size_t slash = r.name.rfind('/');
-    if (it == r.counters.end() || slash == std::string::npos) continue;
+    if (it == r.counters.end() || slash == std::string::npos) {
+      std::printf("FAIL %s: %s reports no counter %s\n", what, r.name.c_str(), counter.c_str());
+      return Count(Verdict::kFail);
+    }
     const double arg = std::strtod(r.name.c_str() + slash + 1, nullptr);
     const double v = it->second;
     ++matched;
@@ -120,17 +167,28 @@ bool CheckCounterPerArg(const std::vector<BenchRun>& runs, const char* what,
       worst_value = v;
     }
   }
-  if (matched == 0) {
-    std::printf("FAIL %s: no %s* run reported counter %s\n", what, prefix.c_str(), counter.c_str());
-    return false;
-  }
+  if (matched == 0) return Missing(what, prefix + "*");
   if (worst != nullptr) {
     std::printf("FAIL %s: %s has %s = %.3f\n", what, worst->name.c_str(), counter.c_str(),
                 worst_value);
-    return false;
+    return Count(Verdict::kFail);
+  }
+  if (matched != expected_runs && !NarrowedByUser()) {
+    std::printf("FAIL %s: %d %s* runs, expected %d\n", what, matched, prefix.c_str(),
+                expected_runs);
+    return Count(Verdict::kFail);
   }
   std::printf("PASS %s (%d runs)\n", what, matched);
-  return true;
+  return Count(Verdict::kPass);
+}
+
+bool TargetChecks::Finish() const {
+  const char* verdict = fail_ > 0                         ? "FAIL"
+                        : reported_ + not_evaluated_ == 0 ? "all targets met"
+                                                          : "evaluated targets met";
+  std::printf("%s: %s (%d passed, %d failed, %d reported, %d not evaluated)\n", command_, verdict,
+              pass_, fail_, reported_, not_evaluated_);
+  return fail_ == 0;
 }
 
 }  // namespace apicv::bench

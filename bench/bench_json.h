@@ -39,19 +39,44 @@ std::vector<BenchRun> RunBenchmarks(const BenchOptions& options);
 // The run named exactly `name`, or nullptr.
 const BenchRun* FindRun(const std::vector<BenchRun>& runs, const std::string& name);
 
-// Prints one target check "PASS|FAIL what: a / b = ratio" comparing the CPU time of run `num` to
-// run `den` (ratio <= limit when at_most, else >= limit); returns false on FAIL. A run that was
-// filtered out makes the check SKIP (true). With judge false the ratio is printed as REPORTED and
-// the check returns true.
-bool CheckRatio(const std::vector<BenchRun>& runs, const char* what, const std::string& num,
-                const std::string& den, double limit, bool at_most, bool judge = true);
+// The verdict of one target check. A target that was not measured is NOT EVALUATED with its
+// reason, never a pass; a timing ratio measured under --no-timing-targets is REPORTED.
+enum class Verdict { kPass, kFail, kReported, kNotEvaluated };
 
-// Structural check on a counter every run whose name starts with `prefix` reports: value <= limit
-// (or, when limit_is_arg, value <= the run's last "/N" argument times `limit`) and value >=
-// `at_least_arg` times that argument. Prints PASS/FAIL with the worst run; false on FAIL or when
-// no run matched.
-bool CheckCounterPerArg(const std::vector<BenchRun>& runs, const char* what,
-                        const std::string& prefix, const std::string& counter, double at_most,
-                        double at_least_arg, double at_most_arg);
+// The checks of one bench command, counted for its last line.
+class TargetChecks {
+ public:
+  // `options` tells a run the user's --filter excluded (NOT EVALUATED) from one the command's own
+  // filter should have produced (FAIL).
+  TargetChecks(const char* command, const std::vector<BenchRun>& runs, const BenchOptions& options,
+               std::string default_filter);
+
+  // "PASS|FAIL|REPORTED what: a / b = ratio" comparing the CPU time of run `num` to run `den`
+  // (ratio <= limit when at_most, else >= limit); REPORTED when timing is not judged.
+  Verdict Ratio(const char* what, const std::string& num, const std::string& den, double limit,
+                bool at_most);
+
+  // Structural check on a counter every run whose name starts with `prefix` reports: value <=
+  // at_most, >= at_least_arg * N and <= at_most_arg * N where N is the run's last "/N" argument.
+  // Prints PASS/FAIL with the worst run and the number of runs checked, which must be
+  // `expected_runs` (every size registered) unless the user's --filter narrowed them.
+  Verdict CounterPerArg(const char* what, const std::string& prefix, const std::string& counter,
+                        double at_most, double at_least_arg, double at_most_arg, int expected_runs);
+
+  // Prints "<command>: all targets met|evaluated targets met|FAIL (P passed, F failed, R reported,
+  // N not evaluated)" and returns true when no check failed.
+  bool Finish() const;
+
+ private:
+  bool NarrowedByUser() const { return options_.filter != default_filter_; }
+  Verdict Count(Verdict v);
+  Verdict Missing(const char* what, const std::string& missing);
+
+  const char* command_;
+  const std::vector<BenchRun>& runs_;
+  const BenchOptions& options_;
+  std::string default_filter_;
+  int pass_ = 0, fail_ = 0, reported_ = 0, not_evaluated_ = 0;
+};
 
 }  // namespace apicv::bench

@@ -51,6 +51,7 @@ bool RouteFast(const x86::InterruptRequest& req, const ApicMap* map,
 
   if (!req.dest_logical) {
     const int32_t target = map->PhysicalLookup(req.dest_id);
+    out.examined = 1;
     if (target != ApicMap::kNone) out.push_back(target);
   } else {
     ApicMap::LogicalDest dest;
@@ -59,11 +60,13 @@ bool RouteFast(const x86::InterruptRequest& req, const ApicMap* map,
     if (!IsLowestPriority(req)) {
       for (uint32_t m = mask; m != 0; m &= m - 1) {
         const int32_t target = dest.cluster[std::countr_zero(m)];
+        ++out.examined;
         if (target != ApicMap::kNone) out.push_back(target);
       }
     } else if (options.vector_hashing) {
       if (mask != 0) {
         const int bit = NthSetBit(mask, req.vector % std::popcount(mask));
+        out.examined = 1;
         if (dest.cluster[bit] == ApicMap::kNone) {
           // KVM drops the interrupt rather than falling back ("Disabled LAPIC found").
           out.disabled_lapic_found = true;
@@ -75,6 +78,7 @@ bool RouteFast(const x86::InterruptRequest& req, const ApicMap* map,
       int32_t lowest = ApicMap::kNone;
       for (uint32_t m = mask; m != 0; m &= m - 1) {
         const int32_t target = dest.cluster[std::countr_zero(m)];
+        ++out.examined;
         if (target == ApicMap::kNone) continue;
         // Ties keep the earlier slot, as KVM's strict "<" comparison does.
         if (lowest == ApicMap::kNone || views[target].arb_prio < views[lowest].arb_prio) {
@@ -96,6 +100,7 @@ void RouteSlow(const x86::InterruptRequest& req, std::span<const ApicView> views
   const ApicView* source = SourceOf(req, views);
   const bool quirk_off = options.x2apic_broadcast_quirk_disabled;
   auto matches = [&](size_t i) {
+    ++out.examined;
     const ApicView& v = views[i];
     return v.present && MatchDest(v, static_cast<int>(i), source, req.source_vcpu, req.shorthand,
                                   req.dest_id, req.dest_logical, quirk_off);

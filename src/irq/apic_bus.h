@@ -34,6 +34,7 @@ class TargetList {
     matched = -1;
     downgraded_to_fixed = false;
     disabled_lapic_found = false;
+    examined = 0;
   }
   void push_back(int vcpu_index) { targets_.push_back(vcpu_index); }
   std::span<const int> targets() const { return targets_; }
@@ -48,6 +49,9 @@ class TargetList {
   int matched = -1;
   bool downgraded_to_fixed = false;   // physical 0xFF + lowest priority became fixed
   bool disabled_lapic_found = false;  // vector hashing picked an empty logical slot: dropped
+  // APIC entries this decision looked at: ApicMap slots on the fast path, vCPU views on the slow
+  // path (once per pass). The cost model `apicv bench route` checks: O(1) vs O(vCPUs).
+  int examined = 0;
 
  private:
   std::vector<int> targets_;

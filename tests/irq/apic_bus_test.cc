@@ -60,6 +60,31 @@ TEST(ApicBusTest, FastPhysicalSingleTarget) {
   EXPECT_EQ(Targets(out), std::vector<int>{9});
 }
 
+// The cost model `apicv bench route` checks: the fast path looks at one map slot whatever the
+// VM size, the slow path matches the destination against every vCPU.
+TEST(ApicBusTest, FastPathExaminesOneEntrySlowPathEveryVcpu) {
+  for (int n : {1, 16, 256}) {
+    auto v = X2ApicVcpus(n);
+    ApicMap map(v);
+    TargetList out;
+    const auto req = Ipi(0, static_cast<uint32_t>(n - 1), false, 0x40, DeliveryMode::kFixed, true);
+    EXPECT_EQ(Route(req, &map, v, {}, out), 1);
+    EXPECT_TRUE(out.fast_path);
+    EXPECT_EQ(out.examined, 1) << n << " vCPUs";
+    EXPECT_EQ(Route(req, nullptr, v, {}, out), 1);
+    EXPECT_FALSE(out.fast_path);
+    EXPECT_EQ(out.examined, n) << n << " vCPUs";
+  }
+  // x2APIC logical, one destination bit: one cluster slot.
+  auto v = X2ApicVcpus(64);
+  ApicMap map(v);
+  TargetList out;
+  EXPECT_EQ(
+      Route(Ipi(0, (2u << 16) | 1u, true, 0x40, DeliveryMode::kFixed, true), &map, v, {}, out), 1);
+  EXPECT_TRUE(out.fast_path);
+  EXPECT_EQ(out.examined, 1);
+}
+
 TEST(ApicBusTest, FastPhysicalUnownedDestinationIsHandledEmpty) {
   auto v = X2ApicVcpus(16);
   ApicMap map(v);
