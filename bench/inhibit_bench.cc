@@ -18,6 +18,7 @@
 
 #include "backend/synthetic/synthetic_vm.h"
 #include "cli/command.h"
+#include "cli/scenario.h"
 #include "devices/clock.h"
 #include "trace/trace_sink.h"
 
@@ -159,6 +160,7 @@ struct Options {
 };
 
 void Run(const Options& o) {
+  if (!o.json.empty()) cli::CheckWritable("--json", o.json);  // before any benchmark runs
   if (o.repeat < 1 || o.repeat > 100)
     throw cli::UsageError("bench inhibit: --repeat must be 1..100");
   if (o.iterations < 100 || o.iterations > 100000000)

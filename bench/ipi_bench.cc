@@ -10,6 +10,7 @@
 #include "backend/kvm/run_guest.h"
 #include "builtin_guests.h"
 #include "cli/command.h"
+#include "cli/scenario.h"
 
 namespace apicv::cli {
 namespace {
@@ -90,6 +91,7 @@ CommandRegistration reg("bench", [](CLI::App& bench) {
   cmd->add_option("--json", json_path, "write results as JSON");
   cmd->add_option("--timeout", timeout_s, "per-run timeout in seconds")->check(CLI::PositiveNumber);
   cmd->callback([] {
+    if (!json_path.empty()) CheckWritable("--json", json_path);  // before any guest runs
     const Stats ipi_kvm = Measure(kvm::IrqchipMode::kKvm, "", timeout_s);
     const Stats ipi_apicv = Measure(kvm::IrqchipMode::kApicv, "", timeout_s);
     const Stats tmr_kvm = Measure(kvm::IrqchipMode::kKvm, "timer", timeout_s);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/scenario.h"
 #include "devices/pmu/pmu.h"
 
 namespace apicv::bench {
@@ -119,6 +120,7 @@ class NsPerOpReporter : public benchmark::ConsoleReporter {
 };
 
 void RunPmuBench(const std::string& json_path, double min_time) {
+  if (!json_path.empty()) cli::CheckWritable("--json", json_path);  // before any benchmark runs
   std::vector<std::string> args = {"apicv-bench-pmu", "--benchmark_filter=^BM_Pmu"};
   if (min_time > 0) args.push_back("--benchmark_min_time=" + std::to_string(min_time));
   if (!json_path.empty()) {

@@ -31,4 +31,9 @@ struct UsageError : std::runtime_error {
 // Exit status a subcommand callback asks for (the guest's exit code, a failed check...).
 void SetExitStatus(int status);
 
+// When argv[1] is the top-level command `parent` (bench, trace): a missing or unknown subcommand
+// name in argv[2] is a UsageError naming it as typed and listing the known ones ("bench: unknown
+// benchmark 'nosuch' (avic-kick, inhibit, ...)"); `what` names a subcommand in the message.
+void CheckSubcommandName(const CLI::App& parent, const std::string& what, int argc, char** argv);
+
 }  // namespace apicv::cli

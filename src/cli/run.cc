@@ -2,11 +2,12 @@
 // (--irqchip apicv, default) or KVM's in-kernel one (--irqchip kvm). Exit status: the guest's
 // isa-debug-exit status; 124 timeout; 125 VMM error; 77 no /dev/kvm; 2 bad options.
 // Options are parsed here (QEMU's single-dash long names such as -smp are not CLI11 syntax).
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -44,12 +45,34 @@ constexpr const char* kRunHelp = R"(apicv run [options]
   -machine kernel-irqchip=on|split|off  -global kvm-pit.lost_tick_policy=delay|discard
   --apic-id-check current|2022  --pmi-delivery current|legacy  --halt-poll-ns NS)";
 
-std::vector<uint8_t> ReadFile(const std::string& path, const char* what) {
+// Reads a -kernel or -initrd file. Bad input, refused before anything is read: a path that is not
+// a regular file (a directory, /dev/zero, a FIFO) and a file larger than guest RAM, which could
+// not be loaded and would otherwise be read whole into memory.
+std::vector<uint8_t> ReadFile(const std::string& path, const char* what, uint64_t ram_size) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0)
+    throw UsageError(std::string(what) + ": cannot open '" + path + "': " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) {
+    const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO"
+                                              : "not a regular file";
+    throw UsageError(std::string(what) + ": '" + path + "' is " + kind +
+                     ", expected a regular file");
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size > ram_size)
+    throw UsageError(std::string(what) + ": '" + path + "' has " + std::to_string(size) +
+                     " bytes, more than guest RAM (-m, " + std::to_string(ram_size) + " bytes)");
   std::ifstream f(path, std::ios::binary);
   if (!f)
-    throw UsageError(std::string("cannot open ") + what + " '" + path +
-                     "': " + std::strerror(errno));
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+    throw UsageError(std::string(what) + ": cannot open '" + path + "': " + std::strerror(errno));
+  std::vector<uint8_t> data(size);
+  f.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(size));
+  if (static_cast<uint64_t>(f.gcount()) != size)
+    throw UsageError(std::string(what) + ": short read from '" + path + "'");
+  return data;
 }
 
 uint64_t ParseSize(const std::string& s) {
@@ -284,11 +307,11 @@ int RunMain(const std::vector<std::string>& args) {
     p.run.kernel.assign(g->data, g->data + g->size);
     p.run.kernel_name = g->name;
   } else {
-    p.run.kernel = ReadFile(p.kernel_path, "kernel");
+    p.run.kernel = ReadFile(p.kernel_path, "-kernel", p.run.mem_size);
     p.run.kernel_name = p.kernel_path;
   }
   if (!p.initrd_path.empty()) {
-    p.run.initrd = ReadFile(p.initrd_path, "initrd");
+    p.run.initrd = ReadFile(p.initrd_path, "-initrd", p.run.mem_size);
     p.run.initrd_name = p.initrd_path;
   }
   std::FILE* serial_file = nullptr;
@@ -327,13 +350,19 @@ int RunMain(const std::vector<std::string>& args) {
   try {
     r = kvm::RunGuest(p.run);
     status = r.exit_code;
+  } catch (const kvm::InvalidBootImage& e) {
+    if (serial_file) std::fclose(serial_file);
+    if (trace_file) std::fclose(trace_file);
+    throw UsageError((p.guest.empty() ? "-kernel '" + p.kernel_path : "--guest '" + p.guest) +
+                     "': " + e.what());
   } catch (const kvm::KvmUnavailable& e) {
     std::fprintf(stderr, "apicv: %s\n", e.what());
     status = 77;
     run_failed = true;
-  } catch (const std::runtime_error& e) {
+  } catch (const std::exception& e) {
+    // A VMM error never exits with a guest status (1 is a guest that passed).
     std::fprintf(stderr, "apicv: %s\n", e.what());
-    status = 1;
+    status = kvm::kExitVmmError;
     run_failed = true;
   }
   std::fflush(stdout);
@@ -375,7 +404,17 @@ CommandRegistration reg("", [](CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "Run a guest on /dev/kvm (QEMU-style options; run -help)");
   cmd->prefix_command();
   cmd->footer(kRunHelp);
-  cmd->callback([cmd] { SetExitStatus(RunMain(cmd->remaining())); });
+  cmd->callback([cmd] {
+    try {
+      SetExitStatus(RunMain(cmd->remaining()));
+    } catch (const UsageError&) {
+      throw;  // exit 2
+    } catch (const std::exception& e) {
+      // Internal error outside the run itself: 125, never a guest's status.
+      std::fprintf(stderr, "apicv: error: %s\n", e.what());
+      SetExitStatus(kvm::kExitVmmError);
+    }
+  });
 });
 
 }  // namespace

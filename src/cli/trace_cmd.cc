@@ -55,6 +55,8 @@ struct SummaryOptions {
 };
 
 void SummaryMain(const SummaryOptions& opt) {
+  if (opt.file.empty())
+    throw UsageError("trace summary: missing the trace FILE (apicv trace summary FILE|-)");
   if (!opt.json.empty()) CheckWritable("--json", opt.json);
   const bool stdin_trace = opt.file == "-";
   const std::string name = stdin_trace ? "(stdin)" : opt.file;
@@ -78,6 +80,12 @@ struct DiffCmdOptions {
 };
 
 int DiffMain(const DiffCmdOptions& opt) {
+  // Named as the usage line names them (CLI11 would say "b is required").
+  if (opt.a.empty())
+    throw UsageError("trace diff: missing trace files A and B (apicv trace diff [--align] A B)");
+  if (opt.b.empty())
+    throw UsageError("trace diff: missing the second trace file B after '" + opt.a +
+                     "' (apicv trace diff [--align] A B)");
   for (const std::string* p : {&opt.a, &opt.b}) {
     // Each trace is read more than once (to keep memory bounded), so stdin cannot be one.
     if (*p == "-") throw UsageError("trace diff: '-' (stdin) is not supported; give a file");
@@ -96,12 +104,12 @@ int DiffMain(const DiffCmdOptions& opt) {
 CommandRegistration reg("", [](CLI::App& app) {
   auto* trace_cmd = app.add_subcommand(
       "trace", "Summarise or compare kvm_apicv_inhibit_changed traces (host ftrace or --trace)");
-  trace_cmd->require_subcommand(1);
+  trace_cmd->require_subcommand(1);  // names checked by main() (CheckSubcommandName)
 
   auto sopt = std::make_shared<SummaryOptions>();
   auto* summary = trace_cmd->add_subcommand(
       "summary", "Counts per reason/mask/thread/CPU and the seed-000 verdict of one trace");
-  summary->add_option("file", sopt->file, "ftrace text file, or - for stdin")->required();
+  summary->add_option("FILE", sopt->file, "ftrace text file, or - for stdin");
   summary->add_option("--json", sopt->json, "Also write the figures as JSON to this file");
   summary->callback([sopt] { SummaryMain(*sopt); });
 
@@ -109,8 +117,8 @@ CommandRegistration reg("", [](CLI::App& app) {
   auto* diff = trace_cmd->add_subcommand(
       "diff",
       "Compare two traces' (set/cleared, reason, mask) transitions; exit 0 match, 1 differ");
-  diff->add_option("a", dopt->a, "first trace file")->required();
-  diff->add_option("b", dopt->b, "second trace file")->required();
+  diff->add_option("A", dopt->a, "first trace file");
+  diff->add_option("B", dopt->b, "second trace file");
   diff->add_flag("--align", dopt->align,
                  "Start each trace at the first transition they share (e.g. a host trace "
                  "captured mid-run against a run from VM creation); the overlap must match");

@@ -54,6 +54,27 @@ apicv_usage_error_test(run_no_kernel "run|-smp|2" "give exactly one of -kernel F
 apicv_usage_error_test(run_unknown_option "run|--guest|pit-extint|--bogus" "unknown option '--bogus'")
 apicv_usage_error_test(run_missing_value "run|--guest|pit-extint|-smp" "-smp: missing value")
 apicv_usage_error_test(run_trace_no_dir "run|--guest|pit-extint|--trace|${_nodir}" "--trace: cannot open")
+# apicv run: bad -kernel/-initrd files are refused with exit 2 before /dev/kvm is looked for (on a
+# machine without /dev/kvm these would otherwise exit 77), never with a guest's status (1 = pass).
+string(REPEAT "0123456789" 120000 _big)  # 1200000 bytes
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/kernel_1200000.bin "${_big}")
+apicv_usage_error_test(run_kernel_dev_zero "run|-kernel|/dev/zero"
+                       "-kernel: '/dev/zero' is a character device, expected a regular file")
+apicv_usage_error_test(run_kernel_directory "run|-kernel|${CMAKE_CURRENT_BINARY_DIR}"
+                       "-kernel: '.*' is a directory, expected a regular file")
+apicv_usage_error_test(run_kernel_missing "run|-kernel|${_nodir}"
+                       "-kernel: cannot open '.*no-such-dir/out.json': No such file or directory")
+apicv_usage_error_test(run_kernel_larger_than_ram
+                       "run|-kernel|${CMAKE_CURRENT_BINARY_DIR}/kernel_1200000.bin|-m|1M"
+                       "-kernel: '.*kernel_1200000.bin' has 1200000 bytes, more than guest RAM \\(-m, 1048576 bytes\\)")
+apicv_usage_error_test(run_kernel_does_not_fit
+                       "run|-kernel|${CMAKE_CURRENT_BINARY_DIR}/kernel_1200000.bin|-m|2M"
+                       "-kernel '.*kernel_1200000.bin': flat image does not fit in guest RAM")
+apicv_usage_error_test(run_kernel_elf_without_multiboot
+                       "run|-kernel|${CMAKE_CURRENT_BINARY_DIR}/CMakeFiles/apicv.dir/src/cli/main.cc.o"
+                       "-kernel '.*main.cc.o': ELF kernel without a multiboot v1 header is unsupported")
+apicv_usage_error_test(run_initrd_dev_zero "run|--guest|apic|-initrd|/dev/zero"
+                       "-initrd: '/dev/zero' is a character device")
 # apicv bench irqwin-guest
 apicv_usage_error_test(bench_irqwin_repeat_zero "bench|irqwin-guest|--repeat|0"
                        "--repeat: expected an integer in 1\\.\\.50")
@@ -67,7 +88,16 @@ apicv_usage_error_test(bench_irqwin_vm_option "bench|irqwin-guest|--irqwin|count
 apicv_usage_error_test(cli11_unknown_option "bench|inhibit|--bogus"
                        "The following argument was not expected: --bogus")
 apicv_usage_error_test(cli11_missing_value "bench|inhibit|--repeat" "--repeat: 1 required")
-apicv_usage_error_test(cli11_no_subcommand "bench" "A subcommand is required")
+apicv_usage_error_test(bench_no_benchmark "bench"
+                       "bench: missing the benchmark \\(.*route.*\\)")
+apicv_usage_error_test(bench_unknown_benchmark "bench|nosuch"
+                       "bench: unknown benchmark 'nosuch' \\(.*inhibit.*\\)")
+# Output paths are checked before any benchmark runs (expect_usage_error requires an empty stdout,
+# and a benchmark prints its table there).
+foreach(b route avic-kick pmu inhibit pmi ipi)
+  apicv_usage_error_test(bench_${b}_json_no_dir "bench|${b}|--json|${_nodir}"
+                         "--json: cannot write '.*no-such-dir/out.json'")
+endforeach()
 apicv_usage_error_test(bench_inhibit_threads_zero "bench|inhibit|--threads|0"
                        "--threads values must be 1\\.\\.1024")
 # apicv trace: bad command lines and hostile trace files (one line "apicv: FILE:LINE:COLUMN: what").
@@ -75,8 +105,11 @@ set(_tdata ${CMAKE_CURRENT_SOURCE_DIR}/tests/data)
 set(_thost ${_tdata}/seed000_host_trace.txt)
 string(REPEAT "x" 5000 _tlong)
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/trace_long_line.txt "# ok\n${_tlong}\n")
-apicv_usage_error_test(trace_no_subcommand "trace" "A subcommand is required")
-apicv_usage_error_test(trace_summary_no_file "trace|summary" "file is required")
+apicv_usage_error_test(trace_no_subcommand "trace" "trace: missing the subcommand \\(summary, diff\\)")
+apicv_usage_error_test(trace_unknown_subcommand "trace|nosuch"
+                       "trace: unknown subcommand 'nosuch' \\(summary, diff\\)")
+apicv_usage_error_test(trace_summary_no_file "trace|summary"
+                       "trace summary: missing the trace FILE")
 apicv_usage_error_test(trace_summary_missing "trace|summary|${_nodir}"
                        "no-such-dir/out.json: cannot open: No such file or directory")
 apicv_usage_error_test(trace_summary_directory "trace|summary|${CMAKE_CURRENT_BINARY_DIR}"
@@ -95,7 +128,9 @@ apicv_usage_error_test(trace_summary_no_inhibit_lines "trace|summary|${_tdata}/h
                        "no_inhibit_lines.txt: no kvm_apicv_inhibit_changed lines \\(4 lines read\\)")
 apicv_usage_error_test(trace_summary_json_no_dir "trace|summary|${_thost}|--json|${_nodir}"
                        "--json: cannot write")
-apicv_usage_error_test(trace_diff_one_file "trace|diff|${_thost}" "b is required")
+apicv_usage_error_test(trace_diff_one_file "trace|diff|${_thost}"
+                       "trace diff: missing the second trace file B after '.*seed000_host_trace.txt'")
+apicv_usage_error_test(trace_diff_no_file "trace|diff" "trace diff: missing trace files A and B")
 apicv_usage_error_test(trace_diff_stdin "trace|diff|-|${_thost}" "'-' \\(stdin\\) is not supported")
 apicv_usage_error_test(trace_diff_bad_b "trace|diff|${_thost}|${_tdata}/hostile/malformed_inhibit_line.txt"
                        "malformed_inhibit_line.txt:3:50: expected")

@@ -475,9 +475,16 @@ RunResult RunGuest(const RunOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                  std::chrono::duration<double>(opt.timeout_s));
+  GuestMemory mem(opt.mem_size);
+  // The image is the user's input: loaded once before /dev/kvm is opened, so a bad -kernel is
+  // reported as such rather than as a missing accelerator. Every boot below loads it again.
+  try {
+    (void)platform::LoadKernel(opt, mem);
+  } catch (const std::runtime_error& e) {
+    throw InvalidBootImage(e.what());
+  }
   KvmSystem sys;
   VcpuKick::InstallSignalHandler();
-  GuestMemory mem(opt.mem_size);
   MonotonicClock clock;
   std::unique_ptr<virt::IrqChip> chip;
   if (opt.irqchip == IrqchipMode::kApicv) {

@@ -31,8 +31,14 @@ struct KvmUnavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Throws KvmUnavailable when /dev/kvm is missing or unusable, std::runtime_error for a kernel that
-// cannot be loaded or bad options.
+// The kernel image (or its multiboot module) cannot be loaded: the user's input, checked before
+// /dev/kvm is opened.
+struct InvalidBootImage : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws InvalidBootImage for a kernel that cannot be loaded (before looking for /dev/kvm),
+// KvmUnavailable when /dev/kvm is missing or unusable, std::runtime_error for bad options.
 RunResult RunGuest(const RunOptions& options);
 
 // Human-readable name of a KVM exit reason ("HLT", "IO", ...).
