@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "trace/trace_sink.h"
@@ -53,9 +55,25 @@ class VmTest : public ::testing::Test {
     Out(0x21, 0xFE);
     Out(0xA1, 0xFF);
   }
-  void Tick() {
+  // One ISA IRQ 0 edge, as the PIT's pit_do_work() raises it; the PIT itself is not involved
+  // (the PIT tests below program it through its ports).
+  void PulseIsaIrq0() {
     vm_->set_isa_irq(0, true);
     vm_->set_isa_irq(0, false);
+  }
+  // Channel 0, lobyte/hibyte, mode 2, count 1193 (999.8 us; 8254 datasheet), then the fake clock
+  // passes `expiries` periods plus half of one and a counter-latch command pokes the timer
+  // thread; waits until the PIT's first IRQ0 pulse (VmStats::pit_ticks).
+  void RunPitPeriods(int expiries) {
+    Out(0x43, 0x34);
+    Out(0x40, 0xA9);
+    Out(0x40, 0x04);
+    clock_.advance(static_cast<uint64_t>(expiries) * 999'848 + 500'000);
+    Out(0x43, 0x00);
+    for (int i = 0; i < 400 && vm_->stats().pit_ticks == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_EQ(vm_->stats().pit_ticks, 1u);
   }
 
   FakeClock clock_{1'000'000'000};
@@ -150,7 +168,7 @@ TEST_F(VmTest, Seed000LegacyTogglesIrqwinOnTopOfPitReinj) {
   InitPic();
   sink_->clear_ring();
   for (int i = 0; i < 3; ++i) {
-    Tick();
+    PulseIsaIrq0();
     // Interrupts disabled: the ExtINT cannot be injected, a window opens.
     Injection inj = vm_->check_and_inject_events(0, /*ready=*/false, false);
     EXPECT_TRUE(inj.request_window);
@@ -177,7 +195,7 @@ TEST_F(VmTest, Seed000CountedTakesNoWriteLockPerWindow) {
   const uint64_t wl = vm_->stats().inhibits.write_locks;
   const uint64_t bc = vm_->stats().inhibits.broadcasts;
   for (int i = 0; i < 3; ++i) {
-    Tick();
+    PulseIsaIrq0();
     EXPECT_TRUE(vm_->check_and_inject_events(0, false, false).request_window);
     vm_->interrupt_window_exit(0);
     EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, 0x20);
@@ -189,18 +207,38 @@ TEST_F(VmTest, Seed000CountedTakesNoWriteLockPerWindow) {
   EXPECT_EQ(vm_->stats().window_exits, 3u);
 }
 
-TEST_F(VmTest, PitDelayPolicyHoldsTicksUntilAcked) {
-  VmConfig cfg;
+// KVM's lost_tick_policy=delay (reinjection): two PIT expiries before the guest acknowledges the
+// first give one IRQ0 now and hold the second until the EOI's ack notifier (kvm_pit_ack_irq).
+TEST_F(VmTest, PitDelayPolicyHoldsTheSecondExpiryUntilTheFirstIsAcked) {
+  VmConfig cfg;  // kernel-irqchip=on, lost_tick_policy=delay
   Make(cfg);
   InitPic();
-  // Two timer expiries before the guest acknowledges: with reinjection only one reaches the PIC.
-  PitOutput dummy;
-  (void)dummy;
-  Tick();
+  RunPitPeriods(2);
   EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, 0x20);
   EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, -1);
-  Out(0x20, 0x20);
+  EXPECT_EQ(vm_->stats().pit_ticks, 1u);  // the second expiry is owed, not pulsed
+  Out(0x20, 0x20);                        // EOI: ack notifier -> the owed tick
   EXPECT_EQ(vm_->stats().pit_acks, 1u);
+  EXPECT_EQ(vm_->stats().pit_ticks, 2u);
+  EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, 0x20);
+  Out(0x20, 0x20);
+  EXPECT_EQ(vm_->stats().pit_acks, 2u);
+  EXPECT_EQ(vm_->stats().pit_ticks, 2u);  // nothing else owed
+  EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, -1);
+}
+
+// lost_tick_policy=discard: the same two expiries give one IRQ0, and the EOI brings no other.
+TEST_F(VmTest, PitDiscardPolicyDropsTheSecondExpiry) {
+  VmConfig cfg;
+  cfg.pit_policy = PitPolicy::kDiscard;
+  Make(cfg);
+  InitPic();
+  RunPitPeriods(2);
+  EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, 0x20);
+  Out(0x20, 0x20);
+  EXPECT_EQ(vm_->stats().pit_acks, 0u);  // no ack notifier without reinjection
+  EXPECT_EQ(vm_->stats().pit_ticks, 1u);
+  EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, -1);
 }
 
 TEST_F(VmTest, Seed004RebootAfterX2ApicKeepsApicIdModifiedOnlyWith2022Rule) {
