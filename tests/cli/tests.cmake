@@ -171,3 +171,24 @@ add_test(NAME trace_summary_seed000_stdin
                  "-DEXPECT=trace: .stdin.&&lines: 21 read, 19 kvm_apicv_inhibit_changed&&signature PRESENT"
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/tests/data/trace_ctest.cmake)
 set_tests_properties(trace_summary_seed000_stdin PROPERTIES TIMEOUT 60)
+
+# scripts/check-skips.cmake (issue 10 item 9), on a fixed ctest JUnit file: a skip passes only when
+# tests/allowed-skips.txt-style lists name it, and a listed test must exist. The fixture's first
+# test prints an escaped '<testcase ... status="notrun">' that must not count.
+set(_junit ${CMAKE_CURRENT_SOURCE_DIR}/tests/data/junit)
+foreach(case both one missing)
+  if(case STREQUAL "both")
+    set(_rc 0)
+    set(_expect "check-skips: 3 tests, 2 skipped, all listed in .*allow_both.txt \\(2 allowed\\)")
+  elseif(case STREQUAL "one")
+    set(_rc 1)
+    set(_expect "guest_unlisted skipped but is not listed in .*allow_one.txt")
+  else()
+    set(_rc 1)
+    set(_expect "guest_renamed is listed in .*allow_missing.txt but no such test ran")
+  endif()
+  apicv_add_checked_test(NAME ci_check_skips_allow_${case} RC ${_rc} TIMEOUT 60
+    EXPECT "${_expect}"
+    COMMAND ${CMAKE_COMMAND} -DJUNIT=${_junit}/two_skips.xml -DALLOWED=${_junit}/allow_${case}.txt
+            -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/check-skips.cmake)
+endforeach()
