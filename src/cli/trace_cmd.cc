@@ -1,10 +1,10 @@
 // `apicv trace summary FILE|-` and `apicv trace diff A B`: a host's (or apicv's) ftrace text of
 // kvm_apicv_inhibit_changed, summarised with the seed-000 verdict or compared transition by
 // transition (trace/inhibit_trace_compare.h holds the logic; this file opens files and prints).
-// Exit status: summary 0; diff 0 match, 1 differ; 2 bad options or bad input (a missing file, a
-// directory, a binary or over-long line, a malformed kvm_apicv_inhibit_changed line, or a trace
-// without any kvm_apicv_inhibit_changed line), reported as one line "apicv: FILE:LINE:COLUMN:
-// what".
+// Exit status: summary 0; diff 0 match, 1 differ or not comparable (NOT EVALUATED); 2 bad options
+// or bad input (a missing file, a directory, a binary or over-long line, a malformed
+// kvm_apicv_inhibit_changed line, or a trace without any kvm_apicv_inhibit_changed line), reported
+// as one line "apicv: FILE:LINE:COLUMN: what".
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -98,7 +98,7 @@ int DiffMain(const DiffCmdOptions& opt) {
                                      [&] { return OpenTrace(opt.b); }, dopt, &d);
   if (err) ThrowTraceError(err->which == 0 ? opt.a : opt.b, err->error);
   std::fputs(trace::FormatDiff(d, opt.a, opt.b).c_str(), stdout);
-  return d.match ? 0 : 1;
+  return d.result == trace::CheckVerdict::kAgree ? 0 : 1;
 }
 
 CommandRegistration reg("", [](CLI::App& app) {
@@ -116,7 +116,8 @@ CommandRegistration reg("", [](CLI::App& app) {
   auto dopt = std::make_shared<DiffCmdOptions>();
   auto* diff = trace_cmd->add_subcommand(
       "diff",
-      "Compare two traces' (set/cleared, reason, mask) transitions; exit 0 match, 1 differ");
+      "Compare two traces' (set/cleared, reason, mask) transitions, run lengths, masks and "
+      "IRQ-window rate per workload; exit 0 MATCH, 1 otherwise");
   diff->add_option("A", dopt->a, "first trace file");
   diff->add_option("B", dopt->b, "second trace file");
   diff->add_flag("--align", dopt->align,

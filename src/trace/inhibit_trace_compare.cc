@@ -1,10 +1,13 @@
 // Summary and comparison of kvm_apicv_inhibit_changed traces; see inhibit_trace_compare.h.
 #include "trace/inhibit_trace_compare.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <set>
 #include <streambuf>
+#include <tuple>
 
 #include "trace/kvm_events.h"
 #include "virt/inhibit_reason.h"
@@ -140,6 +143,7 @@ bool InhibitTraceReader::Next(InhibitEvent* ev) {
     }
     if (tag == std::string::npos) {
       ++other_lines_;
+      if (other_observer_) other_observer_(line_);
       continue;
     }
     ParseResult p = ParseInhibitChangedLine(line_);
@@ -193,6 +197,7 @@ void TraceSummary::Add(const InhibitChangedRecord& r) {
   if (r.reason < reasons.size()) ++(r.set ? reasons[r.reason].set : reasons[r.reason].cleared);
   masks.Add(r.inhibits);
   threads.Add(r.comm + "-" + std::to_string(r.pid));
+  if (r.reason == kIrqWinBit && r.set) irqwin_sets.Add(r.comm + "-" + std::to_string(r.pid));
   cpus.Add(r.cpu);
   transitions.Add(t);
 
@@ -207,8 +212,70 @@ void TraceSummary::Add(const InhibitChangedRecord& r) {
   }
 }
 
+namespace {
+
+// Position of event tag `tag` ("kvm_inj_virq: ") in `line` as an event name, or npos.
+size_t FindEventTag(std::string_view line, std::string_view tag) {
+  for (size_t at = line.find(tag); at != std::string_view::npos; at = line.find(tag, at + 1)) {
+    if (at == 0 || line[at - 1] == ' ') return at;
+  }
+  return std::string_view::npos;
+}
+
+// "comm-pid" of an ftrace line whose event name starts at `tag`: the text before the last
+// "[digits]" CPU column, trimmed. Empty when the prefix has no such column.
+std::string ThreadOf(std::string_view line, size_t tag) {
+  std::string_view prefix = line.substr(0, tag);
+  for (size_t open = prefix.rfind('['); open != std::string_view::npos && open > 0;
+       open = prefix.rfind('[', open - 1)) {
+    const size_t close = prefix.find(']', open);
+    if (close == std::string_view::npos || close == open + 1) continue;
+    bool digits = true;
+    for (size_t i = open + 1; i < close; ++i)
+      digits = digits && prefix[i] >= '0' && prefix[i] <= '9';
+    if (!digits) continue;
+    std::string_view task = prefix.substr(0, open);
+    const size_t b = task.find_first_not_of(' ');
+    const size_t e = task.find_last_not_of(' ');
+    if (b == std::string_view::npos) return {};
+    return std::string(task.substr(b, e - b + 1));
+  }
+  return {};
+}
+
+}  // namespace
+
+void TraceSummary::AddOther(std::string_view line) {
+  static constexpr std::string_view kSetIrq = "kvm_set_irq: ";
+  static constexpr std::string_view kInjVirq = "kvm_inj_virq: ";
+  if (const size_t at = FindEventTag(line, kSetIrq); at != std::string_view::npos) {
+    // The PIT raising GSI 0 (pit_do_work: level 1, then 0); any source, as hosts print it.
+    if (line.substr(at + kSetIrq.size()).starts_with("gsi 0 level 1 ")) ++pit_ticks;
+  } else if (const size_t inj = FindEventTag(line, kInjVirq); inj != std::string_view::npos) {
+    injections.Add(ThreadOf(line, inj));
+  }
+}
+
+std::optional<IrqWindowRate> IrqWindowsPerTick(const TraceSummary& s) {
+  if (s.pit_ticks == 0) return std::nullopt;
+  return IrqWindowRate{"PIT tick", s.reasons[kIrqWinBit].set, s.pit_ticks};
+}
+
+std::optional<IrqWindowRate> IrqWindowsPerInjection(const TraceSummary& s) {
+  IrqWindowRate r{"injected interrupt", 0, 0};
+  for (const auto& [thread, sets] : s.irqwin_sets.counts) {
+    const auto it = s.injections.counts.find(thread);
+    if (it == s.injections.counts.end()) continue;
+    r.irqwin_sets += sets;
+    r.workload += it->second;
+  }
+  if (r.workload == 0) return std::nullopt;
+  return r;
+}
+
 std::optional<TraceError> SummarizeTrace(std::istream& in, TraceSummary* out) {
   InhibitTraceReader reader(in);
+  reader.set_other_line_observer([out](std::string_view line) { out->AddOther(line); });
   InhibitEvent ev;
   while (reader.Next(&ev)) out->Add(ev.record);
   out->lines = reader.lines();
@@ -457,6 +524,11 @@ std::optional<DiffError> DiffTraces(const TraceOpener& open_a, const TraceOpener
   out->a_start_line = ca.first_line;
   out->b_start_line = cb.first_line;
 
+  // The first run-length difference inside the overlap: index, and each side's run.
+  std::optional<std::tuple<uint64_t, TransitionRun, TransitionRun>> length_diff;
+  auto add_mask = [](std::set<unsigned long>& masks, unsigned long m) {
+    if (masks.size() < kMaxDistinctKeys) masks.insert(m);
+  };
   if (opt.align && !out->aligned) {
     // Nothing in common: they differ at their first transitions.
     out->a_at = ca;
@@ -468,6 +540,12 @@ std::optional<DiffError> DiffTraces(const TraceOpener& open_a, const TraceOpener
         out->b_at = cb;
         break;
       }
+      add_mask(out->a_masks, ca.t.inhibits);
+      add_mask(out->b_masks, cb.t.inhibits);
+      // An aligned overlap's first run may have started before a capture began.
+      if (ca.count != cb.count && !length_diff && !(opt.align && out->runs_compared == 0)) {
+        length_diff = std::make_tuple(out->runs_compared, ca, cb);
+      }
       ++out->runs_compared;
       const bool ha = a.Next(&ca);
       const bool hb = b.Next(&cb);
@@ -478,19 +556,102 @@ std::optional<DiffError> DiffTraces(const TraceOpener& open_a, const TraceOpener
       if (!ha || !hb) {
         if (ha) out->a_at = ca;
         if (hb) out->b_at = cb;
-        // With --align the overlap is what is compared; the longer trace's rest is reported.
+        // With --align the overlap is what is compared; the longer trace's rest is reported, and
+        // its masks still count.
         out->match = opt.align;
-        TransitionRun rest;
+        TransitionRun rest = ha ? ca : cb;
         uint64_t& after = ha ? out->a_runs_after : out->b_runs_after;
+        std::set<unsigned long>& masks = ha ? out->a_masks : out->b_masks;
         RunStream& longer = ha ? a : b;
         after = 1;
-        while (longer.Next(&rest)) ++after;
+        add_mask(masks, rest.t.inhibits);
+        while (longer.Next(&rest)) {
+          ++after;
+          add_mask(masks, rest.t.inhibits);
+        }
         break;
       }
     }
   }
   if (auto e = StreamError(a)) return DiffError{0, *e};
   if (auto e = StreamError(b)) return DiffError{1, *e};
+
+  // Run lengths: equal inside the overlap; its last run may end where a capture ended.
+  if (!out->match) {
+    out->run_lengths = {CheckVerdict::kNotEvaluated, "the transition sequences differ"};
+  } else if (length_diff && std::get<0>(*length_diff) + 1 < out->runs_compared) {
+    const auto& [k, ra, rb] = *length_diff;
+    out->run_lengths = {CheckVerdict::kDiffer,
+                        "transition " + std::to_string(k + 1) + " (" + FormatTransition(ra.t) +
+                            "): a line " + std::to_string(ra.first_line) + " x" +
+                            std::to_string(ra.count) + ", b line " + std::to_string(rb.first_line) +
+                            " x" + std::to_string(rb.count)};
+  } else {
+    out->run_lengths = {CheckVerdict::kAgree,
+                        std::to_string(out->runs_compared) + " runs, equal lengths" +
+                            (opt.align ? " (the overlap's first and last runs may be cut)"
+                                       : " (the last run may be cut)")};
+  }
+
+  // Masks seen from the start of the comparison to the end of each trace.
+  auto mask_list = [](const std::set<unsigned long>& masks) {
+    std::string o;
+    for (unsigned long m : masks) Appendf(o, "%s0x%lx", o.empty() ? "" : " ", m);
+    return o;
+  };
+  if (!out->match) {
+    out->masks = {CheckVerdict::kNotEvaluated, "the transition sequences differ"};
+  } else if (out->a_masks != out->b_masks) {
+    out->masks = {CheckVerdict::kDiffer,
+                  "a: " + mask_list(out->a_masks) + "; b: " + mask_list(out->b_masks)};
+  } else {
+    out->masks = {CheckVerdict::kAgree, mask_list(out->a_masks)};
+  }
+
+  // The IRQ-window rate per unit of workload: per PIT tick when both traces show the ticks, else
+  // per injected interrupt on the threads that open IRQ windows.
+  auto pt_a = IrqWindowsPerTick(out->a), pt_b = IrqWindowsPerTick(out->b);
+  auto pi_a = IrqWindowsPerInjection(out->a), pi_b = IrqWindowsPerInjection(out->b);
+  std::optional<IrqWindowRate> ra, rb;
+  if (pt_a && pt_b) {
+    ra = pt_a;
+    rb = pt_b;
+  } else if (pi_a && pi_b) {
+    ra = pi_a;
+    rb = pi_b;
+  }
+  if (!ra) {
+    std::string why;
+    for (int which = 0; which < 2; ++which) {
+      const bool tick = which == 0 ? pt_a.has_value() : pt_b.has_value();
+      const bool inj = which == 0 ? pi_a.has_value() : pi_b.has_value();
+      if (!tick && !inj) {
+        Appendf(why,
+                "%s%c has no PIT tick (kvm_set_irq: gsi 0 level 1) and no kvm_inj_virq line "
+                "on a thread that opens IRQ windows",
+                why.empty() ? "" : "; ", "ab"[which]);
+      }
+    }
+    if (why.empty()) why = "one trace shows PIT ticks, the other only injected interrupts";
+    out->rate = {CheckVerdict::kNotEvaluated, why};
+  } else {
+    const double va = ra->value(), vb = rb->value();
+    const bool ok = std::fabs(va - vb) <= kRateTolerance * std::max(va, vb);
+    std::string d;
+    Appendf(d, "IRQWIN set lines per %s: a %llu/%llu = %.3f, b %llu/%llu = %.3f (tolerance %.0f%%)",
+            ra->per.c_str(), U(ra->irqwin_sets), U(ra->workload), va, U(rb->irqwin_sets),
+            U(rb->workload), vb, 100 * kRateTolerance);
+    out->rate = {ok ? CheckVerdict::kAgree : CheckVerdict::kDiffer, d};
+  }
+
+  if (!out->match || out->run_lengths.verdict == CheckVerdict::kDiffer ||
+      out->masks.verdict == CheckVerdict::kDiffer || out->rate.verdict == CheckVerdict::kDiffer) {
+    out->result = CheckVerdict::kDiffer;
+  } else if (out->rate.verdict == CheckVerdict::kNotEvaluated) {
+    out->result = CheckVerdict::kNotEvaluated;
+  } else {
+    out->result = CheckVerdict::kAgree;
+  }
   return std::nullopt;
 }
 
@@ -525,10 +686,33 @@ std::string FormatDiff(const TraceDiff& d, std::string_view a_name, std::string_
     }
   };
   if (d.match) {
-    Appendf(o, "result: MATCH: %llu transitions equal", U(d.runs_compared));
+    auto check = [&o](const char* what, const DiffCheck& c) {
+      const char* v = c.verdict == CheckVerdict::kAgree    ? "agree"
+                      : c.verdict == CheckVerdict::kDiffer ? "DIFFER"
+                                                           : "NOT EVALUATED";
+      Appendf(o, "  %s: %s: %s\n", what, v, c.detail.c_str());
+    };
+    Appendf(o, "  transitions: agree: %llu equal", U(d.runs_compared));
     if (d.a_runs_after) Appendf(o, "; a continues for %llu more", U(d.a_runs_after));
     if (d.b_runs_after) Appendf(o, "; b continues for %llu more", U(d.b_runs_after));
     o += "\n";
+    check("run lengths", d.run_lengths);
+    check("masks seen", d.masks);
+    check("IRQ-window rate", d.rate);
+    if (d.result == CheckVerdict::kAgree) {
+      Appendf(o, "result: MATCH: %llu transitions equal, run lengths, masks and rate agree\n",
+              U(d.runs_compared));
+    } else if (d.result == CheckVerdict::kNotEvaluated) {
+      Appendf(o,
+              "result: NOT EVALUATED: %llu transitions, run lengths and masks agree; the rate "
+              "cannot be compared (above)\n",
+              U(d.runs_compared));
+    } else {
+      Appendf(o, "result: DIFFER: %s\n",
+              d.run_lengths.verdict == CheckVerdict::kDiffer ? "run lengths"
+              : d.masks.verdict == CheckVerdict::kDiffer     ? "masks seen"
+                                                             : "IRQ-window rate");
+    }
   } else {
     Appendf(o, "result: DIFFER at transition %llu (after %llu equal)\n", U(d.runs_compared + 1),
             U(d.runs_compared));

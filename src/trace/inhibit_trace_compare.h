@@ -12,6 +12,15 @@
 // Comparison works on transitions (set/cleared, reason, mask), ignoring comm, pid, cpu and time.
 // Consecutive equal transitions are collapsed into one run: several vCPUs opening the same window
 // at once, or KVM re-arming an open window, print the same line again without changing the state.
+// `diff` says MATCH only when four checks agree, as a reader comparing a host trace with a run
+// would check (a periodic set/cleared pattern alone matches any run that toggles the same bits):
+// the transition sequence; the run lengths (equal, except the first run of an aligned overlap and
+// the last run of the overlap, which a capture window can cut); the inhibit masks seen from the
+// start of the comparison to the end of each trace; and the IRQ-window rate normalised to the
+// workload, not to time (apicv's time is not the host's): IRQWIN set lines per PIT tick
+// ("kvm_set_irq: gsi 0 level 1", the PIT raising GSI 0), else per injected interrupt
+// (kvm_inj_virq) on the vCPU threads that print IRQWIN lines, equal within kRateTolerance. A
+// trace without such workload lines leaves the rate NOT EVALUATED, and then the result too.
 //
 // Not supported: trace.dat (binary), the historical reason numberings of spec §1.2 (reasons are
 // named with the current numbering even in the pre-2024 format without names), per-thread ordering
@@ -25,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -34,6 +44,8 @@
 namespace apicv::trace {
 
 inline constexpr size_t kMaxDistinctKeys = 256;
+// Relative tolerance of the IRQ-window rate check: |ra - rb| <= kRateTolerance * max(ra, rb).
+inline constexpr double kRateTolerance = 0.2;
 
 // Where a trace is bad: 1-based line and column, and what.
 struct TraceError {
@@ -55,6 +67,10 @@ class InhibitTraceReader {
   // The next event; false at the end of the input or at the first bad line (then error() is set
   // and every later call returns false).
   bool Next(InhibitEvent* ev);
+  // Called with every line of another event (not a comment), e.g. to count workload lines.
+  void set_other_line_observer(std::function<void(std::string_view)> f) {
+    other_observer_ = std::move(f);
+  }
   const std::optional<TraceError>& error() const { return error_; }
 
   uint64_t lines() const { return lines_; }
@@ -67,6 +83,7 @@ class InhibitTraceReader {
 
   std::istream& in_;
   std::string line_;
+  std::function<void(std::string_view)> other_observer_;
   std::optional<TraceError> error_;
   uint64_t lines_ = 0, comment_lines_ = 0, other_lines_ = 0;
 };
@@ -136,8 +153,14 @@ struct TraceSummary {
   CappedCounts<Transition> transitions;
   uint64_t runs = 0;  // transitions after collapsing consecutive repeats (see TransitionRun)
   Seed000Signature seed000;
+  // The workload the IRQ-window rate is normalised to (see the file comment).
+  uint64_t pit_ticks = 0;                 // "kvm_set_irq: gsi 0 level 1" lines
+  CappedCounts<std::string> injections;   // kvm_inj_virq lines per thread ("comm-pid")
+  CappedCounts<std::string> irqwin_sets;  // "set reason=8" lines per thread
 
   void Add(const InhibitChangedRecord& r);
+  // A line of another event: counts the workload lines above.
+  void AddOther(std::string_view line);
   double span_s() const { return static_cast<double>(last_ts_ns - first_ts_ns) / 1e9; }
   // Inhibit lines per second over the span; 0 when the span is 0.
   double lines_per_s() const;
@@ -188,9 +211,28 @@ struct DiffOptions {
   bool align = false;
 };
 
+// One of the checks behind the diff's result.
+enum class CheckVerdict { kAgree, kDiffer, kNotEvaluated };
+struct DiffCheck {
+  CheckVerdict verdict = CheckVerdict::kNotEvaluated;
+  std::string detail;  // the figures, or why it differs / was not evaluated
+};
+
+// IRQWIN set lines per unit of workload in one trace; nullopt when the trace has none of it.
+struct IrqWindowRate {
+  std::string per;  // "PIT tick" or "injected interrupt"
+  uint64_t irqwin_sets = 0, workload = 0;
+  double value() const { return static_cast<double>(irqwin_sets) / static_cast<double>(workload); }
+};
+std::optional<IrqWindowRate> IrqWindowsPerTick(const TraceSummary& s);
+std::optional<IrqWindowRate> IrqWindowsPerInjection(const TraceSummary& s);
+
 struct TraceDiff {
   TraceSummary a, b;
+  // The transition sequence check (with DiffOptions::align's rule); `result` needs all four.
   bool match = false;
+  DiffCheck run_lengths, masks, rate;
+  CheckVerdict result = CheckVerdict::kDiffer;
   bool align = false;                               // DiffOptions::align
   bool aligned = false;                             // align requested and a shared transition found
   uint64_t a_start_line = 0, b_start_line = 0;      // where the comparison started
@@ -201,6 +243,8 @@ struct TraceDiff {
   std::optional<TransitionRun> a_at, b_at;
   // Runs left in each trace after the overlap (align mode: reported, not a difference).
   uint64_t a_runs_after = 0, b_runs_after = 0;
+  // Inhibit masks seen from each trace's start line to its end (capped at kMaxDistinctKeys).
+  std::set<unsigned long> a_masks, b_masks;
 };
 
 struct DiffError {

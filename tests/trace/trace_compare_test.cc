@@ -415,6 +415,139 @@ TEST(TraceDiff, AlignedThenDivergingReportsTheLines) {
   EXPECT_EQ(d.b_at->first_line, 4u);
 }
 
+// --- What a reader of a host trace compares (issue 10 item 8) ---------------------------------
+
+// Any other event's line, apicv's TraceSink format.
+std::string Event(const std::string& event, const std::string& body,
+                  const std::string& task = "       CPU 0/KVM-100     [000] .....") {
+  return task + " 1.000000: " + event + ": " + body + "\n";
+}
+const char* const kWin = "set reason=8, inhibits=0x300 IRQWIN|PIT_REINJ";
+const char* const kNoWin = "cleared reason=8, inhibits=0x200 PIT_REINJ";
+// `n` IRQ windows on PIT_REINJ, `ticks` PIT ticks (GSI 0 raised) before each.
+std::string Windows(int n, int ticks) {
+  std::string t;
+  for (int i = 0; i < n; ++i) {
+    for (int k = 0; k < ticks; ++k) t += Event("kvm_set_irq", "gsi 0 level 1 source 2");
+    t += Line(kWin) + Line(kNoWin);
+  }
+  return t;
+}
+
+TraceDiff Diff(const std::string& a, const std::string& b, bool align) {
+  TraceDiff d;
+  DiffOptions opt;
+  opt.align = align;
+  EXPECT_FALSE(DiffTraces(Opener(a), Opener(b), opt, &d).has_value());
+  return d;
+}
+
+// The seed-000 host excerpt against any run that alternates the same two lines 17 times: the
+// sequence agrees, but without a workload count in the host excerpt the rate cannot be compared,
+// so this is not a MATCH (it was, with the transition sequence alone).
+TEST(TraceDiff, SamePeriodicSequenceWithoutWorkloadIsNotEvaluated) {
+  // The host's 15th and 16th transitions are runs of two (CPU 3 and CPU 0 open a window at once);
+  // this run has them too.
+  const std::string run =
+      Windows(7, 0) + Line(kWin) + Line(kWin) + Line(kNoWin) + Line(kNoWin) + Windows(2, 0);
+  const TraceDiff d = Diff(kSeedExcerpt, run, /*align=*/true);
+  EXPECT_EQ(d.run_lengths.verdict, CheckVerdict::kAgree) << d.run_lengths.detail;
+  EXPECT_EQ(Diff(kSeedExcerpt, Windows(9, 0), true).run_lengths.verdict, CheckVerdict::kDiffer);
+  EXPECT_TRUE(d.match);
+  EXPECT_EQ(d.masks.verdict, CheckVerdict::kAgree);
+  EXPECT_EQ(d.rate.verdict, CheckVerdict::kNotEvaluated);
+  EXPECT_EQ(d.result, CheckVerdict::kNotEvaluated);
+  const std::string text = FormatDiff(d, "host", "run");
+  EXPECT_NE(text.find("IRQ-window rate: NOT EVALUATED: a has no PIT tick"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("b has no PIT tick"), std::string::npos) << text;
+  EXPECT_NE(text.find("result: NOT EVALUATED: "), std::string::npos) << text;
+  EXPECT_EQ(text.find("result: MATCH"), std::string::npos) << text;
+}
+
+// The same transitions at one IRQ window per PIT tick and at one per ten ticks differ; one per
+// tick and one per tick (more windows) match.
+TEST(TraceDiff, IrqWindowRateIsPerPitTickWithinTolerance) {
+  const TraceDiff slow = Diff(Windows(5, 1), Windows(5, 10), false);
+  EXPECT_TRUE(slow.match);
+  EXPECT_EQ(slow.rate.verdict, CheckVerdict::kDiffer);
+  EXPECT_EQ(slow.result, CheckVerdict::kDiffer);
+  EXPECT_NE(FormatDiff(slow, "a", "b").find("a 5/5 = 1.000, b 5/50 = 0.100"), std::string::npos)
+      << FormatDiff(slow, "a", "b");
+  EXPECT_NE(FormatDiff(slow, "a", "b").find("result: DIFFER: IRQ-window rate"), std::string::npos);
+  const TraceDiff same = Diff(Windows(5, 1), Windows(6, 1), true);
+  EXPECT_EQ(same.rate.verdict, CheckVerdict::kAgree);
+  EXPECT_EQ(same.result, CheckVerdict::kAgree);
+  EXPECT_NE(FormatDiff(same, "a", "b").find("result: MATCH"), std::string::npos);
+  // 5 windows in 6 ticks against 5 in 5: 0.833 vs 1.0 is within 20%; 5 in 7 (0.714) is not.
+  std::string six = Event("kvm_set_irq", "gsi 0 level 1 source 2") + Windows(5, 1);
+  EXPECT_EQ(Diff(Windows(5, 1), six, false).rate.verdict, CheckVerdict::kAgree);
+  std::string seven = Event("kvm_set_irq", "gsi 0 level 1 source 2") + six;
+  EXPECT_EQ(Diff(Windows(5, 1), seven, false).rate.verdict, CheckVerdict::kDiffer);
+  // GSI 0 lowered, or another GSI, is not a tick.
+  std::string lowered = Event("kvm_set_irq", "gsi 0 level 0 source 2") +
+                        Event("kvm_set_irq", "gsi 10 level 1 source 0") + Windows(5, 1);
+  EXPECT_EQ(Diff(Windows(5, 1), lowered, false).result, CheckVerdict::kAgree);
+}
+
+// Without PIT ticks, injected interrupts on the thread that opens the windows.
+TEST(TraceDiff, IrqWindowRatePerInjectedInterruptOnTheWindowThread) {
+  auto run = [](int injections_per_window, const std::string& inj_task) {
+    std::string t;
+    for (int i = 0; i < 4; ++i) {
+      for (int k = 0; k < injections_per_window; ++k) {
+        t += Event("kvm_inj_virq", "IRQ 0x20 [reinjected = 0]", inj_task);
+      }
+      t += Line(kWin) + Line(kNoWin);
+    }
+    return t;
+  };
+  const std::string self = "       CPU 0/KVM-100     [000] .....";
+  const std::string other = "       CPU 1/KVM-101     [001] .....";
+  EXPECT_EQ(Diff(run(2, self), run(2, self), false).result, CheckVerdict::kAgree);
+  const TraceDiff d = Diff(run(2, self), run(8, self), false);
+  EXPECT_EQ(d.rate.verdict, CheckVerdict::kDiffer);
+  EXPECT_NE(d.rate.detail.find("per injected interrupt: a 4/8 = 0.500, b 4/32 = 0.125"),
+            std::string::npos)
+      << d.rate.detail;
+  // Injections on another vCPU thread do not normalise this thread's windows.
+  EXPECT_EQ(Diff(run(2, self), run(2, other), false).rate.verdict, CheckVerdict::kNotEvaluated);
+}
+
+// Inside the overlap a run of repeated lines (several vCPUs opening the same window) must have the
+// same length on both sides; the overlap's last run may be cut by the end of a capture.
+TEST(TraceDiff, InteriorRunLengthsMustAgree) {
+  const std::string tick = Event("kvm_set_irq", "gsi 0 level 1 source 2");
+  const std::string a = tick + Line(kWin) + Line(kNoWin) + tick + Line(kWin) + Line(kNoWin);
+  const std::string b =
+      tick + Line(kWin) + Line(kWin) + Line(kWin) + Line(kNoWin) + tick + Line(kWin) + Line(kNoWin);
+  const TraceDiff d = Diff(a, b, false);
+  EXPECT_TRUE(d.match);
+  EXPECT_EQ(d.run_lengths.verdict, CheckVerdict::kDiffer);
+  EXPECT_NE(d.run_lengths.detail.find("transition 1 (" + std::string(kWin) +
+                                      "): a line 2 x1, b line 2 x3"),
+            std::string::npos)
+      << d.run_lengths.detail;
+  EXPECT_EQ(d.result, CheckVerdict::kDiffer);
+  // The same repeat in the last run: cut by the capture, not a difference.
+  const std::string c =
+      tick + Line(kWin) + Line(kNoWin) + tick + Line(kWin) + Line(kNoWin) + Line(kNoWin);
+  EXPECT_EQ(Diff(a, c, false).run_lengths.verdict, CheckVerdict::kAgree);
+}
+
+// Aligned: the longer trace's rest still counts for the masks seen (here PIT_REINJ goes away and
+// AVIC is inhibited for another reason after the host excerpt ends).
+TEST(TraceDiff, MasksSeenAfterTheOverlapMustAgree) {
+  const std::string host = Windows(2, 1);
+  const std::string run = Windows(3, 1) + Line("cleared reason=9, inhibits=0x0") +
+                          Line("set reason=2, inhibits=0x4 ABSENT");
+  const TraceDiff d = Diff(host, run, true);
+  EXPECT_TRUE(d.match);
+  EXPECT_EQ(d.masks.verdict, CheckVerdict::kDiffer);
+  EXPECT_EQ(d.masks.detail, "a: 0x200 0x300; b: 0x0 0x4 0x200 0x300");
+  EXPECT_EQ(d.result, CheckVerdict::kDiffer);
+}
+
 TEST(TraceDiff, CountsSideBySide) {
   TraceDiff d;
   EXPECT_FALSE(DiffTraces(Opener(kSeedExcerpt), Opener(kCountedRun), {}, &d).has_value());
