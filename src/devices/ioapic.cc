@@ -52,14 +52,17 @@ bool IoApic::asserted(unsigned pin) const {
   return electrical;
 }
 
-bool IoApic::service(unsigned pin, IoApicOutput& out) {
+int IoApic::service(unsigned pin, IoApicOutput& out) {
   uint64_t& e = redirtbl_[pin];
-  if (IsMasked(e) || (IsLevel(e) && (e & kRteRemoteIrr))) return false;
-  out.add(static_cast<uint8_t>(pin), request_for(pin));
-  // The IOAPIC sets remote IRR when a local APIC accepts a level interrupt; the message is
-  // always sent here, so it is always accepted from the IOAPIC's point of view.
-  if (IsLevel(e)) e |= kRteRemoteIrr;
-  return true;
+  if (IsMasked(e) || (IsLevel(e) && (e & kRteRemoteIrr))) return -1;
+  const x86::InterruptRequest req = request_for(pin);
+  out.add(static_cast<uint8_t>(pin), req);
+  // Remote IRR follows kvm_irq_delivery_to_apic()'s return value: any non-zero value sets it, so
+  // a message no LAPIC accepted (0) leaves it clear, while one the slow path found no
+  // destination for (-1) sets it as if delivered (KVM's rule, kept for parity).
+  const int r = delivery_result_ ? delivery_result_(req) : 1;
+  if (IsLevel(e) && r != 0) e |= kRteRemoteIrr;
+  return r;
 }
 
 void IoApic::apply_level(unsigned pin, bool level, IoApicOutput& out) {
@@ -76,8 +79,8 @@ void IoApic::apply_level(unsigned pin, bool level, IoApicOutput& out) {
     return;
   }
   // A masked pin or a level pin waiting for its EOI is not "coalesced": KVM's ioapic_service()
-  // returns -1 there, and only a 0 (an edge that was already pending) is reported as coalesced.
-  service(pin, out);
+  // returns -1 there; a 0 (an edge that was already pending, or a message no LAPIC accepted) is.
+  if (service(pin, out) == 0) out.coalesced = true;
 }
 
 IoApicOutput IoApic::set_irq(unsigned pin, bool level, uint64_t /*now_ns*/) {

@@ -19,6 +19,7 @@
 #include <bitset>
 #include <cstdint>
 #include <functional>
+#include <utility>
 
 #include "x86/interrupt.h"
 #include "x86/ioapic_defs.h"
@@ -46,7 +47,8 @@ struct IoApicOutput {
   uint32_t acked_pins = 0;         // bit n: pin n's vector was EOIed (fire ack notifiers)
   uint32_t mask_changed_pins = 0;  // bit n: pin n's mask bit changed (fire mask notifiers)
   bool rte_changed = false;        // an RTE was written: rescan routes / EOI-exit bitmaps
-  bool coalesced = false;          // set_irq: an edge assertion merged with one already pending
+  bool coalesced =
+      false;  // set_irq: KVM's ret == 0 (an edge already pending; a message no LAPIC took)
 
   void add(uint8_t pin, const x86::InterruptRequest& irq) {
     if (num_deliveries < deliveries.size()) deliveries[num_deliveries++] = {pin, irq};
@@ -80,6 +82,14 @@ class IoApic {
 
   void reset();
 
+  // What kvm_irq_delivery_to_apic() would return for a message, asked while the message is
+  // sent (under the owner's lock): -1 no destination found (slow path), else the number of LAPICs
+  // that accepted it (0: none, e.g. the fast path's empty destination or a software-disabled
+  // target). ioapic_service() sets remote IRR only for a non-zero result, and reports a 0 as
+  // coalesced. Unset: every message counts as accepted by one LAPIC. Must not call the IoApic.
+  using DeliveryResult = std::function<int(const x86::InterruptRequest&)>;
+  void set_delivery_result(DeliveryResult f) { delivery_result_ = std::move(f); }
+
   // Introspection (for tests, the virtualization layer and save/restore).
   uint64_t rte(unsigned pin) const { return pin < x86::kIoApicNumPins ? redirtbl_[pin] : 0; }
   uint32_t irr() const { return irr_; }
@@ -94,8 +104,10 @@ class IoApic {
   // Asserted (logical) level of a pin from its electrical level and polarity.
   bool asserted(unsigned pin) const;
   void apply_level(unsigned pin, bool asserted, IoApicOutput& out);
-  // KVM's ioapic_service(): deliver if unmasked and (edge or remote IRR clear).
-  bool service(unsigned pin, IoApicOutput& out);
+  // KVM's ioapic_service(): deliver if unmasked and (edge or remote IRR clear). Returns -1 when
+  // not sent, else the delivery result (see set_delivery_result); remote IRR is set for a level
+  // message only when that result is non-zero.
+  int service(unsigned pin, IoApicOutput& out);
 
   IoApicConfig config_;
   std::array<uint64_t, x86::kIoApicNumPins> redirtbl_{};
@@ -105,6 +117,7 @@ class IoApic {
   uint8_t ioregsel_ = 0;
   uint8_t id_ = 0;
   uint64_t deferred_deadline_ns_ = UINT64_MAX;
+  DeliveryResult delivery_result_;
 };
 
 }  // namespace apicv

@@ -147,13 +147,14 @@ LapicOutput Lapic::reset(bool init_only) {
   // Anything posted before the reset is gone with the IRR it was meant for.
   for (auto& w : pir_) w.store(0, std::memory_order_relaxed);
   pir_on_.store(false, std::memory_order_release);
+  // INIT (kvm_vcpu_reset(init_event)) drops queued NMIs; a SIPI latched before the INIT was
+  // processed survives it (kvm_apic_accept_events() handles INIT, then SIPI). RESET drops all.
+  nmi_queued_.store(0, std::memory_order_relaxed);
   if (!init_only) {
-    nmi_pending_.store(false, std::memory_order_relaxed);
     init_pending_.store(false, std::memory_order_relaxed);
     sipi_pending_.store(false, std::memory_order_relaxed);
   }
   update_ppr();
-  arb_prio = 0;
   out.map_dirty = true;  // KVM recalculates the map after every reset
   note_timer(timer_before, &out);
   return out;
@@ -291,8 +292,6 @@ void Lapic::take_error_event(LapicOutput* out) {
 bool Lapic::accept_irq(const InterruptRequest& irq) {
   switch (irq.delivery_mode) {
     case DeliveryMode::kLowestPriority:
-      ++arb_prio;
-      [[fallthrough]];
     case DeliveryMode::kFixed:
       if (irq.trigger_level && !irq.level) return false;  // level deassert carries nothing
       if (!hw_enabled() || !sw_enabled()) return false;
@@ -356,6 +355,20 @@ bool Lapic::sync_pir_to_irr() {
   LapicOutput errors;
   take_error_event(&errors);
   return fresh != 0 || errors.event;
+}
+
+void Lapic::post_nmi() {
+  int n = nmi_queued_.load(std::memory_order_relaxed);
+  while (n < kMaxQueuedNmis &&
+         !nmi_queued_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) {
+  }
+}
+
+bool Lapic::take_nmi() {
+  int n = nmi_queued_.load(std::memory_order_relaxed);
+  while (n > 0 && !nmi_queued_.compare_exchange_weak(n, n - 1, std::memory_order_acq_rel)) {
+  }
+  return n > 0;
 }
 
 void Lapic::post_sipi(uint8_t vector) {

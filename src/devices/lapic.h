@@ -143,8 +143,8 @@ class Lapic {
   // ---- Delivery ----
   // __apic_accept_irq: fixed/lowest-priority set IRR and the TMR bit per trigger mode unless the
   // APIC is not both hardware- and software-enabled or the message is a level deassert; NMI, INIT
-  // (edge or level assert) and SIPI are latched; ExtINT is ignored (PIC path). Lowest-priority
-  // messages increment arb_prio. Returns true if accepted. In SDM ESR mode fixed/lowest vectors
+  // (edge or level assert) and SIPI are latched; ExtINT is ignored (PIC path). Returns true if
+  // accepted. In SDM ESR mode fixed/lowest vectors
   // below 16 are refused and set ESR "receive illegal vector" (raising LVTERR if unmasked; that
   // interrupt is left pending for the owner's next injection check).
   bool accept_irq(const x86::InterruptRequest& irq);
@@ -157,13 +157,20 @@ class Lapic {
   // discarded. Returns true if any IRR bit was newly set.
   bool sync_pir_to_irr();
 
-  // NMI / INIT / SIPI latches. post_* from any thread, take_* on the owner (consume).
-  void post_nmi() { nmi_pending_.store(true, std::memory_order_release); }
+  // The vCPU's NMI / INIT / SIPI latches, the only ones (KVM: vcpu->arch.nmi_queued and
+  // apic->pending_events). post_* from any thread, take_* on the owner (consume one), the
+  // queries anywhere. NMIs queue up to kMaxQueuedNmis (process_nmi(): one injected, one pending;
+  // more collapse); INIT and SIPI are single latches, a later SIPI replacing the vector.
+  static constexpr int kMaxQueuedNmis = 2;
+  void post_nmi();
   void post_init() { init_pending_.store(true, std::memory_order_release); }
   void post_sipi(uint8_t vector);
-  bool take_nmi() { return nmi_pending_.exchange(false, std::memory_order_acq_rel); }
+  bool take_nmi();
   bool take_init() { return init_pending_.exchange(false, std::memory_order_acq_rel); }
   bool take_sipi(uint8_t* vector);
+  bool nmi_pending() const { return nmi_queued_.load(std::memory_order_acquire) > 0; }
+  bool init_pending() const { return init_pending_.load(std::memory_order_acquire); }
+  bool sipi_pending() const { return sipi_pending_.load(std::memory_order_acquire); }
 
   // kvm_apic_local_deliver: if hardware-enabled and the LVT at `lvt_offset` is unmasked, accept an
   // interrupt with its vector, delivery mode and trigger. With mask_lvtpc_on_delivery (Intel vPMU)
@@ -202,9 +209,6 @@ class Lapic {
   // backing-page view. TMCCT and PPR read their stored values (0 / last computed); unknown -> 0.
   uint32_t reg(uint32_t offset) const;
 
-  // apic_arb_prio: incremented on every lowest-priority message reaching accept_irq, 0 at reset.
-  uint32_t arb_prio = 0;
-
  private:
   bool read_register(uint32_t offset, uint64_t now_ns, uint32_t* value);
   bool readable(uint32_t offset) const;
@@ -242,7 +246,7 @@ class Lapic {
   std::array<std::atomic<uint32_t>, 8> pir_{};
   std::array<std::atomic<uint32_t>, 8> pir_level_{};
   std::atomic<bool> pir_on_{false};
-  std::atomic<bool> nmi_pending_{false};
+  std::atomic<int> nmi_queued_{0};
   std::atomic<bool> init_pending_{false};
   std::atomic<bool> sipi_pending_{false};
   std::atomic<uint8_t> sipi_vector_{0};

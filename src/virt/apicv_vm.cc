@@ -32,6 +32,8 @@ constexpr int kPitIrqSourceId = 2;
 constexpr unsigned kIrqchipPicMaster = 0;
 constexpr unsigned kIrqchipPicSlave = 1;
 constexpr unsigned kIrqchipIoapic = 2;
+// KVM's min_timer_period_us module parameter default, in ns.
+constexpr uint64_t kKvmMinTimerPeriodNs = 200'000;
 
 bool TraceOn(const trace::TraceSink* sink) {
   return sink && sink->enabled();
@@ -84,11 +86,14 @@ struct ApicvVm::VcpuCtx {
   // The deadline service_timers() last kicked for (written by the one servicing thread, read by
   // next_deadline_ns() on any thread).
   std::atomic<uint64_t> kicked_deadline{UINT64_MAX};
+  // KVM's vcpu->arch.apic_arb_prio: lowest-priority messages that reached this vCPU since its
+  // last INIT/RESET; the arbitration input when vector hashing is off.
+  std::atomic<uint32_t> arb_prio{0};
+  // kvm_apic_accept_pic_intr() as of the owner's last LAPIC change (LVT0, APIC base, reset),
+  // published for the vCPU that picks whom an ExtINT kicks.
+  std::atomic<bool> accepts_pic_intr{false};
   // When an enabled cycle counter with PMI wraps if the guest keeps running (owner thread).
   uint64_t pmu_deadline = UINT64_MAX;
-  std::atomic<int> nmi_pending{0};  // KVM's nmi_queued, saturating at 2
-  std::atomic<bool> init_pending{false};
-  std::atomic<int> sipi_vector{-1};
   int pending_external_vector = -1;  // split placement: the VMM layer's ExtINT (owner thread)
   bool model_window = false;         // the model opened an IRQ window (owner thread)
   // Vendor vmx. The trigger mode of a posted vector is written before its PIR bit, as
@@ -145,9 +150,15 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
       irqwin_(config.irqwin == IrqWindowMode::kCounted ? IrqWinStrategy::kCounted
                                                        : IrqWinStrategy::kLegacy,
               inhibits_, trace),
-      pit_(PitConfig{.policy = LostTickPolicy::kDiscard}) {
+      // With kernel-irqchip=on the PIT is KVM's: create_pit_timer() clamps periodic modes to
+      // min_timer_period_us (200 us by default). A userspace PIT (split/off) is not clamped.
+      pit_(PitConfig{
+          .policy = LostTickPolicy::kDiscard,
+          .min_period_ns = config.placement == IrqchipPlacement::kOn ? kKvmMinTimerPeriodNs : 0}) {
   LapicConfig lc;
   lc.esr_sdm_mode = config.esr_sdm_mode;
+  lc.maxphyaddr = config.maxphyaddr;
+  route_options_.vector_hashing = config.vector_hashing;
   lc.tsc_khz = config.tsc_khz ? config.tsc_khz : clock.tsc_khz();
   tsc_khz_ = lc.tsc_khz;
   PmuConfig pc;
@@ -170,6 +181,8 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
     }
   }
   pit_.set_lost_tick_policy(pit_reinject_ ? LostTickPolicy::kDelay : LostTickPolicy::kDiscard);
+  ioapic_.set_delivery_result(
+      [this](const InterruptRequest& req) { return ioapic_delivery_result(req); });
   if (config.vendor == VendorModel::kVmx) {
     // vmx_vcpu_pi_load(): NV is the host's posted-interrupt vector, NDST the vCPU's pCPU.
     for (int i = 0; i < config.nr_vcpus; ++i) {
@@ -198,7 +211,10 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
                                       id.xapic_id, id.ldr,        id.dfr,    0};
   }
   rebuild_apic_map(-1);
-  for (int i = 0; i < config.nr_vcpus; ++i) reqs_.vcpu(i).make_request(kReqApicvUpdate);
+  for (int i = 0; i < config.nr_vcpus; ++i) {
+    reqs_.vcpu(i).make_request(kReqApicvUpdate);
+    publish_accept_pic_intr(i);
+  }
   if (timers) {
     timer_ = timers;
   } else {
@@ -232,8 +248,9 @@ const EoiExitBitmap& ApicvVm::eoi_exit_bitmap(int vcpu) const {
 }
 
 void ApicvVm::set_device_trace(bool on) {
-  dev_trace_ = on ? trace_ : nullptr;
-  if (avic_) avic_->set_device_trace(dev_trace_);
+  trace::TraceSink* sink = on ? trace_ : nullptr;
+  dev_trace_.store(sink, std::memory_order_release);
+  if (avic_) avic_->set_device_trace(sink);
 }
 
 void ApicvVm::set_kick(std::function<void(int)> kick) {
@@ -248,7 +265,8 @@ void ApicvVm::set_kick(std::function<void(int)> kick) {
 bool ApicvVm::owns_lapic_mmio(VcpuCtx& c, uint64_t gpa) const {
   // The xAPIC page is decoded only while the APIC is enabled in xAPIC mode, at its current base.
   if (c.lapic.mode() != ApicMode::kXApic) return false;
-  const uint64_t base = c.lapic.get_apic_base() & x86::kApicBaseAddrMask & ((1ull << 46) - 1);
+  // The Lapic refuses base bits at or above MAXPHYADDR (#GP), so the base needs no further mask.
+  const uint64_t base = c.lapic.get_apic_base() & x86::kApicBaseAddrMask;
   return gpa >= base && gpa < base + x86::kApicMmioSize;
 }
 
@@ -482,6 +500,7 @@ uint64_t ApicvVm::get_cr8(int vcpu) {
 // LAPIC side effects
 
 void ApicvVm::handle_lapic_output(int vcpu, const LapicOutput& out) {
+  publish_accept_pic_intr(vcpu);
   if (out.map_dirty) rebuild_apic_map(vcpu, out.xapic_id_written);
   if (out.base_modified) inhibits_.set(InhibitReason::kApicBaseModified);
   if (out.apicv_update) reqs_.vcpu(vcpu).make_request(kReqApicvUpdate);
@@ -587,8 +606,50 @@ void ApicvVm::route_and_deliver(int src, const InterruptRequest& req) {
   std::shared_ptr<const MapSnapshot> snap = load_map();
   thread_local irq::TargetList targets;
   targets.clear();
-  irq::Route(req, &snap->map, snap->views, route_options_, targets);
+  if (!route_options_.vector_hashing && irq::IsLowestPriority(req)) {
+    // kvm_apic_compare_prio() reads each candidate's live apic_arb_prio.
+    thread_local std::vector<irq::ApicView> views;
+    views = snap->views;
+    for (size_t i = 0; i < views.size(); ++i)
+      views[i].arb_prio = vcpus_[i]->arb_prio.load(std::memory_order_relaxed);
+    irq::Route(req, &snap->map, views, route_options_, targets);
+  } else {
+    irq::Route(req, &snap->map, snap->views, route_options_, targets);
+  }
   for (int t : targets.targets()) deliver(src, req, t);
+}
+
+int ApicvVm::ioapic_delivery_result(const InterruptRequest& req) const {
+  std::shared_ptr<const MapSnapshot> snap = load_map();
+  thread_local irq::TargetList targets;
+  targets.clear();
+  const int matched = irq::Route(req, &snap->map, snap->views, route_options_, targets);
+  // The slow path starts from -1 and only a matched APIC moves it; the fast path starts from 0.
+  if (matched < 0) return -1;
+  int r = 0;
+  for (int t : targets.targets()) {
+    if (t < 0 || static_cast<size_t>(t) >= snap->views.size()) continue;
+    const irq::ApicView& v = snap->views[static_cast<size_t>(t)];
+    switch (req.delivery_mode) {
+      case DeliveryMode::kFixed:
+      case DeliveryMode::kLowestPriority:
+        // __apic_accept_irq(): a level deassert carries nothing; a disabled APIC refuses.
+        if (!(req.trigger_level && !req.level) && v.present && v.sw_enabled) ++r;
+        break;
+      case DeliveryMode::kInit:
+        if (!req.trigger_level || req.level) ++r;
+        break;
+      case DeliveryMode::kNmi:
+      case DeliveryMode::kStartup:
+      case DeliveryMode::kSmi:
+      case DeliveryMode::kRemoteRead:
+        ++r;  // accepted by KVM (SMI and remote read are not modelled further here)
+        break;
+      default:
+        break;  // ExtINT: __apic_accept_irq() leaves it to the PIC path (0)
+    }
+  }
+  return r;
 }
 
 void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
@@ -598,24 +659,24 @@ void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
                                    static_cast<uint16_t>(req.delivery_mode) << 8, req.trigger_level,
                                    req.vector);
   switch (req.delivery_mode) {
-    case DeliveryMode::kFixed:
     case DeliveryMode::kLowestPriority:
+      // __apic_accept_irq: every lowest-priority arrival counts, accepted or not.
+      t.arb_prio.fetch_add(1, std::memory_order_relaxed);
+      [[fallthrough]];
+    case DeliveryMode::kFixed:
       // __apic_accept_irq drops a level-triggered deassert.
       if (req.trigger_level && !req.level) return;
       deliver_fixed(src, target, req);
       return;
-    case DeliveryMode::kNmi: {
-      int n = t.nmi_pending.load(std::memory_order_relaxed);
-      while (n < 2 && !t.nmi_pending.compare_exchange_weak(n, n + 1)) {
-      }
+    case DeliveryMode::kNmi:
+      t.lapic.post_nmi();
       break;
-    }
     case DeliveryMode::kInit:
       if (req.trigger_level && !req.level) return;  // INIT level de-assert: ignored
-      t.init_pending.store(true, std::memory_order_release);
+      t.lapic.post_init();
       break;
     case DeliveryMode::kStartup:
-      t.sipi_vector.store(req.vector, std::memory_order_release);
+      t.lapic.post_sipi(req.vector);
       break;
     default:
       return;  // SMI, remote read, ExtINT through the bus: ignored, as KVM does
@@ -919,9 +980,20 @@ void ApicvVm::pic_output(const PicOutput& out) {
 }
 
 void ApicvVm::kick_extint_vcpu() {
-  // KVM's pic_unlock() kicks the vCPU that accepts PIC interrupts; with LVT0 in ExtINT mode that
-  // is the BSP. The target evaluates accept_pic_intr() itself on its own thread.
-  reqs_.make_request_and_kick(0, kReqEvent);
+  // KVM's pic_unlock(): the first vCPU for which kvm_apic_accept_pic_intr() holds (LVT0 unmasked
+  // in ExtINT mode, or the LAPIC hardware-disabled) gets KVM_REQ_EVENT and a kick; none, nobody.
+  // The target re-evaluates accept_pic_intr() on its own thread before injecting.
+  for (int i = 0; i < config_.nr_vcpus; ++i) {
+    if (vcpus_[static_cast<size_t>(i)]->accepts_pic_intr.load(std::memory_order_acquire)) {
+      reqs_.make_request_and_kick(i, kReqEvent);
+      return;
+    }
+  }
+}
+
+void ApicvVm::publish_accept_pic_intr(int vcpu) {
+  VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
+  c.accepts_pic_intr.store(c.lapic.accept_pic_intr(), std::memory_order_release);
 }
 
 void ApicvVm::ack_notify_isa_irq(unsigned irq) {
@@ -1026,11 +1098,7 @@ void ApicvVm::deliver_pmi(int vcpu) {
   const bool mask = config_.pmi_delivery == PmiDelivery::kCurrent && c.pmu.mask_lvtpc_on_pmi();
   if (c.lapic.local_deliver(x86::kApicLvtPc, mask)) {
     st_pmis_.fetch_add(1, std::memory_order_relaxed);
-    if (c.lapic.take_nmi()) {
-      int n = c.nmi_pending.load(std::memory_order_relaxed);
-      while (n < 2 && !c.nmi_pending.compare_exchange_weak(n, n + 1)) {
-      }
-    }
+    // An LVTPC in NMI mode queued the NMI in the Lapic's latch.
     reqs_.vcpu(vcpu).make_request(kReqEvent);
   }
 }
@@ -1053,10 +1121,7 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
 
   // NMI first (KVM_NMI; KVM itself waits for the NMI window). At most one event is injected
   // per entry: an NMI here means no external interrupt below.
-  int n = c.nmi_pending.load(std::memory_order_acquire);
-  while (n > 0 && !c.nmi_pending.compare_exchange_weak(n, n - 1)) {
-  }
-  if (n > 0) {
+  if (c.lapic.take_nmi()) {
     inj.nmi = true;
     st_nmis_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -1219,9 +1284,7 @@ bool ApicvVm::has_events_locked(int vcpu, bool if_set) {
   if (r.check_request(kReqApicvUpdate)) update_apicv(vcpu);
   if (c.lapic.has_posted()) c.lapic.sync_pir_to_irr();
   vmx_sync_pir_to_irr(c);
-  if (c.nmi_pending.load(std::memory_order_acquire) > 0) return true;
-  if (c.init_pending.load(std::memory_order_acquire)) return true;
-  if (c.sipi_vector.load(std::memory_order_acquire) >= 0) return true;
+  if (c.lapic.nmi_pending() || c.lapic.init_pending() || c.lapic.sipi_pending()) return true;
   if (r.test_request(kReqPmi)) return true;  // kvm_vcpu_has_events(): a pending PMI wakes
   if (c.lapic.next_timer_deadline_ns() <= now()) return true;
   if (!if_set) return false;
@@ -1256,20 +1319,20 @@ void ApicvVm::note_timer(int vcpu) {
 MpEvent ApicvVm::take_mp_event(int vcpu) {
   VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
   MpEvent ev;
-  if (c.init_pending.exchange(false, std::memory_order_acq_rel)) {
+  if (c.lapic.take_init()) {
+    // The INIT reset drops queued NMIs; a SIPI latched before the INIT was processed survives
+    // (kvm_apic_accept_events() handles INIT, then a pending SIPI in the same pass).
     handle_lapic_output(vcpu, c.lapic.reset(/*init_only=*/true));
+    c.arb_prio.store(0, std::memory_order_relaxed);
     vmx_clear_pi(c);
-    // A SIPI latched before the INIT was processed survives (kvm_apic_accept_events() handles
-    // INIT, then a pending SIPI in the same pass).
     c.pending_external_vector = -1;
-    c.nmi_pending.store(0, std::memory_order_release);
     ev.kind = MpEvent::kInit;
     return ev;
   }
-  const int sipi = c.sipi_vector.exchange(-1, std::memory_order_acq_rel);
-  if (sipi >= 0) {
+  uint8_t sipi = 0;
+  if (c.lapic.take_sipi(&sipi)) {
     ev.kind = MpEvent::kSipi;
-    ev.sipi_vector = static_cast<uint8_t>(sipi);
+    ev.sipi_vector = sipi;
   }
   return ev;
 }
@@ -1302,12 +1365,11 @@ void ApicvVm::reset() {
   for (int i = 0; i < config_.nr_vcpus; ++i) {
     VcpuCtx& c = *vcpus_[static_cast<size_t>(i)];
     c.lapic.reset(/*init_only=*/false);
+    c.arb_prio.store(0, std::memory_order_relaxed);
+    publish_accept_pic_intr(i);
     c.lapic.sync_pir_to_irr();
     vmx_clear_pi(c);
     c.pmu.reset();
-    c.nmi_pending.store(0);
-    c.init_pending.store(false);
-    c.sipi_vector.store(-1);
     c.pending_external_vector = -1;
     c.model_window = false;
     c.timer_deadline.store(UINT64_MAX);

@@ -205,6 +205,10 @@ class ApicvVm final : public IrqChip {
   void deliver(int src, const x86::InterruptRequest& req, int target);
   void deliver_fixed(int src, int target, const x86::InterruptRequest& req);
   void route_and_deliver(int src, const x86::InterruptRequest& req);
+  // kvm_irq_delivery_to_apic()'s return value for an IOAPIC message, without delivering it: -1
+  // when the slow path finds no destination, else how many targets __apic_accept_irq() would
+  // accept it on. The IOAPIC sets remote IRR from it (called under ioapic_mu_; snap_mu_ is a leaf).
+  int ioapic_delivery_result(const x86::InterruptRequest& req) const;
   void avic_send_ipi(int src, const x86::InterruptRequest& req);
   void vmx_deliver_posted_interrupt(int target, uint8_t vector, bool level);
   void vmx_sync_pir_to_irr(VcpuCtx& c);
@@ -218,16 +222,19 @@ class ApicvVm final : public IrqChip {
   void ioapic_output(const IoApicOutput& out);
   void pic_output(const PicOutput& out);
   void kick_extint_vcpu();
+  void publish_accept_pic_intr(int vcpu);  // owner thread (or with every vCPU stopped)
   void pit_output(const PitOutput& out);
   // kvm_set_irq(): one GSI line from userspace (KVM_IRQ_LINE, source 0) or the in-kernel PIT
   // (source 2), through the PIC and IOAPIC routes.
   void set_irq_line(unsigned irq, bool level, int irq_source_id);
   // Trace sinks for the layers KVM owns in this placement (null when it does not own them).
   trace::TraceSink* lapic_trace() const {
-    return config_.placement == IrqchipPlacement::kOff ? nullptr : dev_trace_;
+    return config_.placement == IrqchipPlacement::kOff ? nullptr
+                                                       : dev_trace_.load(std::memory_order_acquire);
   }
   trace::TraceSink* kernel_irqchip_trace() const {
-    return config_.placement == IrqchipPlacement::kOn ? dev_trace_ : nullptr;
+    return config_.placement == IrqchipPlacement::kOn ? dev_trace_.load(std::memory_order_acquire)
+                                                      : nullptr;
   }
   void trace_split_ioapic_msi(unsigned pin, bool assert_only);
   void trace_pic_acks(uint16_t acked_irqs);
@@ -250,7 +257,9 @@ class ApicvVm final : public IrqChip {
   const VmConfig config_;
   const Clock& clock_;
   trace::TraceSink* trace_;
-  trace::TraceSink* dev_trace_;
+  // Device-level tracing on/off: set_device_trace() may run while the timer service (another
+  // thread) is tracing, so the pointer is published atomically. The sink itself outlives the VM.
+  std::atomic<trace::TraceSink*> dev_trace_;
   // The backend's kick, swapped atomically: the timer service may kick while set_kick runs.
   // Replaced holders are kept until destruction (set_kick is called a handful of times per run).
   std::atomic<const std::function<void(int)>*> kick_{nullptr};

@@ -383,7 +383,8 @@ void Avic::ring_doorbell(int src, int vcpu, AvicVcpuOps& ops) {
   // avic_ring_doorbell(): no doorbell (and no trace) to the CPU KVM is running on.
   const uint32_t target_cpu = host_apic_id(vcpu);
   if (src >= 0 && host_apic_id(src) == target_cpu) return;
-  trace::trace_kvm_avic_doorbell(dev_trace_, trace_vcpu_id(vcpu), target_cpu);
+  trace::trace_kvm_avic_doorbell(dev_trace_.load(std::memory_order_acquire), trace_vcpu_id(vcpu),
+                                 target_cpu);
 }
 
 void Avic::avic_kick_vcpu(int src, int vcpu, uint32_t icrl, AvicVcpuOps& ops) {
@@ -396,7 +397,7 @@ void Avic::avic_kick_vcpu(int src, int vcpu, uint32_t icrl, AvicVcpuOps& ops) {
   // svm_complete_interrupt_delivery(): the interrupt goes through AVIC, traced before the
   // doorbell or wake-up (delivery mode and trigger as the ICR holds them).
   trace::trace_kvm_apicv_accept_irq(
-      dev_trace_, trace_vcpu_id(vcpu),
+      dev_trace_.load(std::memory_order_acquire), trace_vcpu_id(vcpu),
       static_cast<uint16_t>(icrl & (7u << x86::kIcrDeliveryModeShift)),
       (icrl & x86::kIcrTriggerLevel) ? 1 : 0, static_cast<uint8_t>(icrl & 0xFF));
   if (ops.in_guest_mode(vcpu)) {

@@ -161,7 +161,10 @@ class Avic {
   const AvicConfig& config() const { return config_; }
   // Sink of the per-delivery tracepoints (kvm_apicv_accept_irq, kvm_avic_doorbell), which the
   // Vm's device-trace switch controls; starts as config().trace. Set before vCPUs run.
-  void set_device_trace(trace::TraceSink* sink) { dev_trace_ = sink; }
+  // May run while other threads deliver through the AVIC: published atomically.
+  void set_device_trace(trace::TraceSink* sink) {
+    dev_trace_.store(sink, std::memory_order_release);
+  }
   int nr_vcpus() const { return nr_vcpus_; }
   // Largest physical APIC ID table index (VMCB AVIC_PHYSICAL_MAX_INDEX).
   uint32_t max_physical_id() const { return max_physical_id_; }
@@ -291,7 +294,7 @@ class Avic {
   uint32_t trace_vcpu_id(int vcpu) const;
 
   AvicConfig config_;
-  trace::TraceSink* dev_trace_ = nullptr;
+  std::atomic<trace::TraceSink*> dev_trace_{nullptr};
   int nr_vcpus_;
   uint32_t max_physical_id_;
   std::unique_ptr<std::atomic<uint64_t>[]> physical_table_;  // max_physical_id_ + 1 entries

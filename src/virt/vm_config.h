@@ -7,13 +7,13 @@
 
 namespace apicv::virt {
 
-enum class VendorModel : uint8_t { kSvm, kVmx };          // --vendor svm|vmx
-enum class IrqWindowMode : uint8_t { kLegacy, kCounted };   // --irqwin legacy|counted
+enum class VendorModel : uint8_t { kSvm, kVmx };              // --vendor svm|vmx
+enum class IrqWindowMode : uint8_t { kLegacy, kCounted };     // --irqwin legacy|counted
 enum class IrqchipPlacement : uint8_t { kOn, kSplit, kOff };  // -machine kernel-irqchip=
-enum class PitPolicy : uint8_t { kDelay, kDiscard };      // -global kvm-pit.lost_tick_policy=
-enum class AvicKick : uint8_t { kFast, kSlow };           // --avic-kick fast|slow
-enum class ApicIdCheck : uint8_t { kCurrent, k2022 };     // --apic-id-check current|2022
-enum class PmiDelivery : uint8_t { kCurrent, kLegacy };   // --pmi-delivery current|legacy
+enum class PitPolicy : uint8_t { kDelay, kDiscard };          // -global kvm-pit.lost_tick_policy=
+enum class AvicKick : uint8_t { kFast, kSlow };               // --avic-kick fast|slow
+enum class ApicIdCheck : uint8_t { kCurrent, k2022 };         // --apic-id-check current|2022
+enum class PmiDelivery : uint8_t { kCurrent, kLegacy };       // --pmi-delivery current|legacy
 enum class PmuVendor : uint8_t { kIntel, kAmd };
 
 struct VmConfig {
@@ -27,9 +27,14 @@ struct VmConfig {
   ApicIdCheck apic_id_check = ApicIdCheck::kCurrent;
   PmiDelivery pmi_delivery = PmiDelivery::kCurrent;
   PmuVendor pmu_vendor = PmuVendor::kIntel;
-  bool esr_sdm_mode = false;  // false: KVM parity (no ESR error bits)
-  uint64_t tsc_khz = 0;       // guest TSC frequency; 0 = ask the backend
+  bool esr_sdm_mode = false;       // false: KVM parity (no ESR error bits)
+  uint64_t tsc_khz = 0;            // guest TSC frequency; 0 = ask the backend
   uint64_t halt_poll_ns = 200000;  // initial adaptive halt-poll window (KVM halt_poll_ns)
+  // kvm.vector_hashing: lowest-priority interrupts pick their target by vector hashing (default);
+  // off, the target with the lowest apic_arb_prio wins (arrival counts, KVM's arbitration).
+  bool vector_hashing = true;
+  // Guest MAXPHYADDR: IA32_APIC_BASE bits at and above it are reserved (#GP); 32..52.
+  uint32_t maxphyaddr = 46;
 };
 
 }  // namespace apicv::virt

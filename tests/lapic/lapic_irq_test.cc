@@ -409,6 +409,30 @@ TEST(LapicPost, ResetDiscardsPostedVectors) {
   EXPECT_EQ(apic.highest_irr(), -1);
 }
 
+// KVM queues NMIs (nmi_queued, limited to two by process_nmi()): two NMIs posted before the
+// vCPU runs are two injections, a third collapses. INIT drops queued NMIs, keeps a latched SIPI.
+TEST(LapicPost, NmisQueueUpToTwoAndInitDropsThem) {
+  Lapic apic(0, false, LapicConfig{});
+  for (int i = 0; i < 3; ++i) apic.post_nmi();
+  EXPECT_TRUE(apic.nmi_pending());
+  EXPECT_TRUE(apic.take_nmi());
+  EXPECT_TRUE(apic.take_nmi());
+  EXPECT_FALSE(apic.take_nmi());
+  EXPECT_FALSE(apic.nmi_pending());
+
+  apic.post_nmi();
+  apic.post_sipi(0x12);
+  apic.post_init();
+  EXPECT_TRUE(apic.init_pending());
+  ASSERT_TRUE(apic.take_init());
+  apic.reset(/*init_only=*/true);
+  EXPECT_FALSE(apic.nmi_pending());
+  EXPECT_TRUE(apic.sipi_pending());
+  uint8_t v = 0;
+  EXPECT_TRUE(apic.take_sipi(&v));
+  EXPECT_EQ(v, 0x12);
+}
+
 TEST(LapicPost, LatchesFromAnotherThread) {
   Lapic apic(0, false, LapicConfig{});
   std::thread t([&] {

@@ -42,7 +42,6 @@ TEST(LapicReset, PowerOnValuesOfAnApplicationProcessor) {
   EXPECT_EQ(Read(apic, kApicTmcct), 0u);
   EXPECT_EQ(Read(apic, kApicTdcr), 0u);
   EXPECT_FALSE(apic.sw_enabled());
-  EXPECT_EQ(apic.arb_prio, 0u);
 }
 
 TEST(LapicReset, BspHasBspBitAndLint0ExtIntQuirk) {

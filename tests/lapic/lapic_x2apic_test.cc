@@ -316,18 +316,5 @@ TEST(LapicInitReset, ResetLeavesX2ApicModeInitDoesNot) {
   EXPECT_EQ(Read(apic, kApicLdr), 0u);
 }
 
-TEST(LapicInitReset, ArbPrioCountsLowestPriorityArrivalsAndResets) {
-  Lapic apic(1, false, LapicConfig{});
-  SwEnable(apic);
-  x86::InterruptRequest lp = lapic_test::Fixed(0x50);
-  lp.delivery_mode = DeliveryMode::kLowestPriority;
-  apic.accept_irq(lp);
-  apic.accept_irq(lp);
-  apic.accept_irq(lapic_test::Fixed(0x51));
-  EXPECT_EQ(apic.arb_prio, 2u);
-  apic.reset(true);
-  EXPECT_EQ(apic.arb_prio, 0u);
-}
-
 }  // namespace
 }  // namespace apicv

@@ -32,6 +32,7 @@ class AvicVmTest : public ::testing::Test {
     cfg.vendor = VendorModel::kSvm;
     cfg.pit_policy = policy;
     cfg.avic_kick = kick;
+    vm_.reset();  // the VM (and its timer thread) must be gone before the sink it traces into
     sink_ = std::make_unique<trace::TraceSink>(clock_);
     sink_->set_ring_capacity(1000);
     vm_ = std::make_unique<ApicvVm>(cfg, clock_, sink_.get());

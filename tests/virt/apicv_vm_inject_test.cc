@@ -20,6 +20,7 @@ constexpr unsigned long kIrqWinBit = 1ul << 8;
 class InjectTest : public ::testing::Test {
  protected:
   void Make(VmConfig cfg) {
+    vm_.reset();  // the VM (and its timer thread) must be gone before the sink it traces into
     sink_ = std::make_unique<trace::TraceSink>(clock_);
     sink_->set_ring_capacity(10000);
     vm_ = std::make_unique<ApicvVm>(cfg, clock_, sink_.get());

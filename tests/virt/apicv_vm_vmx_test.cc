@@ -32,6 +32,7 @@ class VmxVmTest : public ::testing::Test {
     cfg.placement = IrqchipPlacement::kOn;
     cfg.pit_policy = policy;
     cfg.enable_apicv = enable_apicv;
+    vm_.reset();  // the VM (and its timer thread) must be gone before the sink it traces into
     sink_ = std::make_unique<trace::TraceSink>(clock_);
     sink_->set_ring_capacity(10000);
     vm_ = std::make_unique<ApicvVm>(cfg, clock_, sink_.get());

@@ -14,6 +14,8 @@ namespace apicv::virt {
 class TracedVmTest : public ::testing::Test {
  protected:
   void MakeVm(const VmConfig& cfg) {
+    // The VM (and its timer thread) must be gone before the sink it traces into.
+    vm_.reset();
     sink_ = std::make_unique<trace::TraceSink>(clock_);
     sink_->set_ring_capacity(10000);
     vm_ = std::make_unique<ApicvVm>(cfg, clock_, sink_.get());
