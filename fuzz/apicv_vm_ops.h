@@ -76,8 +76,13 @@ inline std::string RunApicvVmOps(const uint8_t* data, size_t size) {
   cfg.pmi_delivery = (c1 & 8) ? virt::PmiDelivery::kLegacy : virt::PmiDelivery::kCurrent;
   cfg.esr_sdm_mode = c1 & 16;
   cfg.tsc_khz = 1000000;
+  // KVM_CAP_X2APIC_API's Suppress EOI Broadcast flags exist with a split irqchip only.
+  if (cfg.placement == virt::IrqchipPlacement::kSplit)
+    cfg.suppress_eoi_broadcast = static_cast<virt::SuppressEoiBroadcast>((c1 >> 5) % 3);
   LapicConfig lcfg;  // what ApicvVm gives each vCPU's Lapic
   lcfg.esr_sdm_mode = cfg.esr_sdm_mode;
+  lcfg.directed_eoi = cfg.placement == virt::IrqchipPlacement::kSplit &&
+                      cfg.suppress_eoi_broadcast != virt::SuppressEoiBroadcast::kDisabled;
   lcfg.tsc_khz = cfg.tsc_khz;
 
   auto s = std::make_unique<VmFuzzState>(cfg);

@@ -43,7 +43,8 @@ constexpr const char* kRunHelp = R"(apicv run [options]
  apicv virtualization layer (--irqchip apicv only):
   --vendor svm|vmx  --avic on|off  --irqwin legacy|counted  --avic-kick fast|slow
   -machine kernel-irqchip=on|split|off  -global kvm-pit.lost_tick_policy=delay|discard
-  --apic-id-check current|2022  --pmi-delivery current|legacy  --halt-poll-ns NS)";
+  --apic-id-check current|2022  --pmi-delivery current|legacy  --halt-poll-ns NS
+  --suppress-eoi-broadcast quirk|enable|disable   KVM_CAP_X2APIC_API flags (split only))";
 
 // Reads a -kernel or -initrd file. Bad input, refused before anything is read: a path that is not
 // a regular file (a directory, /dev/zero, a FIFO) and a file larger than guest RAM, which could
@@ -203,6 +204,13 @@ Parsed Parse(const std::vector<std::string>& args) {
           "--pmi-delivery", next(),
           {{"current", virt::PmiDelivery::kCurrent}, {"legacy", virt::PmiDelivery::kLegacy}});
       p.layer_opts.push_back("--pmi-delivery");
+    } else if (a == "-suppress-eoi-broadcast") {
+      cfg.suppress_eoi_broadcast =
+          Choose<virt::SuppressEoiBroadcast>("--suppress-eoi-broadcast", next(),
+                                             {{"quirk", virt::SuppressEoiBroadcast::kQuirk},
+                                              {"enable", virt::SuppressEoiBroadcast::kEnabled},
+                                              {"disable", virt::SuppressEoiBroadcast::kDisabled}});
+      p.layer_opts.push_back("--suppress-eoi-broadcast");
     } else if (a == "-halt-poll-ns") {
       cfg.halt_poll_ns =
           static_cast<uint64_t>(ParseIntOption("--halt-poll-ns", next(), 0, 100000000));
@@ -244,6 +252,11 @@ Parsed Parse(const std::vector<std::string>& args) {
   if (cfg.placement != virt::IrqchipPlacement::kOn && p.have_pit_policy) {
     throw UsageError(
         "-global kvm-pit.lost_tick_policy needs the in-kernel PIT (kernel-irqchip=on)");
+  }
+  if (cfg.placement != virt::IrqchipPlacement::kSplit &&
+      cfg.suppress_eoi_broadcast != virt::SuppressEoiBroadcast::kQuirk) {
+    throw UsageError(
+        "--suppress-eoi-broadcast needs kernel-irqchip=split (KVM rejects it otherwise)");
   }
   if (p.guest.empty() == p.kernel_path.empty()) {
     throw UsageError("run: give exactly one of -kernel FILE and --guest NAME");

@@ -97,7 +97,7 @@ IoApicOutput IoApic::set_irq(unsigned pin, bool level, uint64_t /*now_ns*/) {
 uint32_t IoApic::read_indirect() const {
   switch (ioregsel_) {
     case kIoApicIndexVersion:
-      return ((kIoApicNumPins - 1) << 16) | kIoApicVersion;
+      return ((kIoApicNumPins - 1) << 16) | config_.version;
     case kIoApicIndexId:
     case kIoApicIndexArbitration:
       return static_cast<uint32_t>(id_ & 0xF) << 24;
@@ -168,8 +168,7 @@ IoApicOutput IoApic::mmio_read(uint32_t offset, void* data, unsigned len, uint64
   return out;
 }
 
-IoApicOutput IoApic::mmio_write(uint32_t offset, const void* data, unsigned len,
-                                uint64_t /*now_ns*/) {
+IoApicOutput IoApic::mmio_write(uint32_t offset, const void* data, unsigned len, uint64_t now_ns) {
   IoApicOutput out;
   // KVM only honours 4- and 8-byte writes, and only their low dword.
   if (data == nullptr || (len != 4 && len != 8)) return out;
@@ -179,6 +178,10 @@ IoApicOutput IoApic::mmio_write(uint32_t offset, const void* data, unsigned len,
     ioregsel_ = static_cast<uint8_t>(value);
   else if (offset == kIoApicRegWindow)
     write_indirect(value, out);
+  else if (offset == kIoApicRegEoi && config_.version >= kIoApicVersionEoiRegister)
+    // The directed EOI (ICH 13.5.5, QEMU's ioapic_eoi_broadcast()): every level RTE with this
+    // vector drops remote IRR and is re-delivered if its line is still asserted.
+    out = eoi(static_cast<uint8_t>(value), /*level_trigger=*/true, now_ns);
   return out;
 }
 

@@ -7,7 +7,8 @@
 // (or by reprogramming the entry as edge, as KVM does for OSes that rely on it), re-delivery on
 // EOI while a level line is still asserted, re-delivery on unmask of a pending level line, and
 // KVM's interrupt-storm guard (every Nth successive EOI re-delivery is deferred).
-// NOT supported: the version 0x20 EOI register at offset 0x40 (KVM has none), interrupt-remapping
+// Version 0x11 (KVM's) by default; IoApicConfig::version 0x20 adds the EOI register at offset
+// 0x40 (a VMM-layer IOAPIC serving directed EOIs). NOT supported: interrupt-remapping
 // RTE format, KVM's RTC (GSI 8) coalescing tracking, delivery status (always reads 0, as in KVM),
 // reserved RTE bits 55:17 (ignored on write, read as 0; KVM stores them).
 // Polarity: KVM passes logical (asserted) levels and only stores the polarity bit; that is the
@@ -32,6 +33,8 @@ struct IoApicConfig {
   // ...then the next re-delivery waits HZ/100 (10 ms) of host time.
   uint64_t storm_delay_ns = 10'000'000;
   bool honor_polarity = false;
+  // kIoApicVersion (0x11, KVM's in-kernel IOAPIC, no EOI register) or kIoApicVersionEoiRegister.
+  uint8_t version = x86::kIoApicVersion;
 };
 
 // One interrupt message produced by the IOAPIC: the pin and the request built from its RTE.

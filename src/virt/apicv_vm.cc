@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <stdexcept>
 
 #include "irq/match_dest.h"
 #include "trace/kvm_events.h"
@@ -72,6 +73,19 @@ uint32_t IcrHigh(const InterruptRequest& r) {
 // A vCPU stays on "its" pCPU: the host APIC ID in its physical table entry is its index.
 uint32_t HostApicId(int vcpu) {
   return static_cast<uint32_t>(vcpu) & 0xFFF;
+}
+
+// The VMM's IOAPIC serves the directed EOIs KVM lets through with Suppress EOI Broadcast enabled:
+// QEMU's version 0x20 with the EOI register. Otherwise KVM's (and QEMU's legacy) 0x11.
+IoApicConfig IoApicConfigFor(const VmConfig& config) {
+  if (config.suppress_eoi_broadcast != SuppressEoiBroadcast::kQuirk &&
+      config.placement != IrqchipPlacement::kSplit)
+    throw std::invalid_argument(
+        "Suppress EOI Broadcast flags need kernel-irqchip=split (KVM_CAP_X2APIC_API: EINVAL)");
+  IoApicConfig c;
+  if (config.suppress_eoi_broadcast == SuppressEoiBroadcast::kEnabled)
+    c.version = x86::kIoApicVersionEoiRegister;
+  return c;
 }
 
 }  // namespace
@@ -150,6 +164,7 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
       irqwin_(config.irqwin == IrqWindowMode::kCounted ? IrqWinStrategy::kCounted
                                                        : IrqWinStrategy::kLegacy,
               inhibits_, trace),
+      ioapic_(IoApicConfigFor(config)),
       // With kernel-irqchip=on the PIT is KVM's: create_pit_timer() clamps periodic modes to
       // min_timer_period_us (200 us by default). A userspace PIT (split/off) is not clamped.
       pit_(PitConfig{
@@ -158,6 +173,11 @@ ApicvVm::ApicvVm(const VmConfig& config, const Clock& clock, trace::TraceSink* t
   LapicConfig lc;
   lc.esr_sdm_mode = config.esr_sdm_mode;
   lc.maxphyaddr = config.maxphyaddr;
+  // kvm_apic_set_version(): LVR[24] (directed EOI) only for x2APIC guests whose IOAPIC is not in
+  // the kernel (0bcc3fb95b97), unless the VMM disabled Suppress EOI Broadcast. apicv models a
+  // userspace LAPIC (off) as QEMU's, which has no directed EOI.
+  lc.directed_eoi = config.placement == IrqchipPlacement::kSplit && lc.x2apic_supported &&
+                    config.suppress_eoi_broadcast != SuppressEoiBroadcast::kDisabled;
   route_options_.vector_hashing = config.vector_hashing;
   lc.tsc_khz = config.tsc_khz ? config.tsc_khz : clock.tsc_khz();
   tsc_khz_ = lc.tsc_khz;
@@ -881,6 +901,9 @@ void ApicvVm::eoi_broadcast(int vcpu, const LapicEoi& eoi) {
     // KVM_EXIT_IOAPIC_EOI; the VMM-layer IOAPIC then does the EOI. Other vectors stop here.
     VcpuCtx& c = *vcpus_[static_cast<size_t>(vcpu)];
     if (!ioapic_handled_vectors(c, vcpu, /*with_ack_notifier=*/false).test(eoi.vector)) return;
+    // Suppress EOI Broadcast (SVR[12]) honoured only when the VMM enabled it: no exit, the guest
+    // EOIs the IOAPIC through its EOI register. In the legacy quirk KVM ignores the bit.
+    if (eoi.directed && config_.suppress_eoi_broadcast == SuppressEoiBroadcast::kEnabled) return;
     st_split_ioapic_eoi_exits_.fetch_add(1, std::memory_order_relaxed);
     st_vmm_exits_.fetch_add(1, std::memory_order_relaxed);
   }

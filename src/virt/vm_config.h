@@ -15,6 +15,15 @@ enum class AvicKick : uint8_t { kFast, kSlow };               // --avic-kick fas
 enum class ApicIdCheck : uint8_t { kCurrent, k2022 };         // --apic-id-check current|2022
 enum class PmiDelivery : uint8_t { kCurrent, kLegacy };       // --pmi-delivery current|legacy
 enum class PmuVendor : uint8_t { kIntel, kAmd };
+// KVM_CAP_X2APIC_API's Suppress-EOI-Broadcast flags, meaningful with kernel-irqchip=split only
+// (KVM rejects them otherwise): --suppress-eoi-broadcast quirk|enable|disable.
+//   kQuirk    no flag: LVR[24] advertised to x2APIC guests, SVR[12] writable but ignored (every
+//             level EOI still exits to the VMM's IOAPIC);
+//   kEnabled  KVM_X2APIC_ENABLE_SUPPRESS_EOI_BROADCAST: advertised and honoured: with SVR[12] set
+//             the LAPIC EOI does not reach the IOAPIC, the guest writes the IOAPIC's EOI register
+//             (the VMM-layer IOAPIC is then version 0x20);
+//   kDisabled KVM_X2APIC_DISABLE_SUPPRESS_EOI_BROADCAST: not advertised, SVR[12] reserved.
+enum class SuppressEoiBroadcast : uint8_t { kQuirk, kEnabled, kDisabled };
 
 struct VmConfig {
   int nr_vcpus = 1;
@@ -35,6 +44,7 @@ struct VmConfig {
   bool vector_hashing = true;
   // Guest MAXPHYADDR: IA32_APIC_BASE bits at and above it are reserved (#GP); 32..52.
   uint32_t maxphyaddr = 46;
+  SuppressEoiBroadcast suppress_eoi_broadcast = SuppressEoiBroadcast::kQuirk;
 };
 
 }  // namespace apicv::virt

@@ -21,6 +21,10 @@ constexpr uint8_t kIoApicIndexRedirBase = 0x10;  // RTE n: low dword 0x10+2n, hi
 
 constexpr unsigned kIoApicNumPins = 24;
 constexpr uint8_t kIoApicVersion = 0x11;  // what KVM reports (82093AA is also 0x11)
+// Version 0x20 (ICH / QEMU's userspace IOAPIC default): adds the EOI register, which a guest
+// that suppresses LAPIC EOI broadcasts (directed EOI) writes with the vector to complete.
+constexpr uint8_t kIoApicVersionEoiRegister = 0x20;
+constexpr uint32_t kIoApicRegEoi = 0x40;
 
 // RTE fields (datasheet 3.2.4).
 constexpr uint64_t kRteVectorMask = 0xFF;
