@@ -10,15 +10,15 @@
 #include <tuple>
 
 #include "trace/kvm_events.h"
-#include "virt/inhibit_reason.h"
+#include "x86/inhibit_reason.h"
 
 namespace apicv::trace {
 
 namespace {
 
 constexpr std::string_view kEventTag = "kvm_apicv_inhibit_changed:";
-constexpr unsigned kIrqWinBit = static_cast<unsigned>(virt::InhibitReason::kIrqWin);
-constexpr unsigned kPitReinjBit = static_cast<unsigned>(virt::InhibitReason::kPitReinj);
+constexpr unsigned kIrqWinBit = static_cast<unsigned>(x86::InhibitReason::kIrqWin);
+constexpr unsigned kPitReinjBit = static_cast<unsigned>(x86::InhibitReason::kPitReinj);
 
 __attribute__((format(printf, 2, 3))) void Appendf(std::string& out, const char* fmt, ...) {
   char buf[512];
@@ -47,10 +47,10 @@ std::string MaskNames(unsigned long mask) {
   if (mask == 0) return "(none)";
   std::string s;
   unsigned long rest = mask;
-  for (int i = 0; i < virt::kNrApicvInhibitReasons; ++i) {
+  for (int i = 0; i < x86::kNrApicvInhibitReasons; ++i) {
     if (mask & (1ul << i)) {
       if (!s.empty()) s += '|';
-      s += virt::kInhibitReasonNames[static_cast<size_t>(i)];
+      s += x86::kInhibitReasonNames[static_cast<size_t>(i)];
       rest &= ~(1ul << i);
     }
   }
@@ -170,8 +170,8 @@ std::string FormatTransition(const Transition& t) {
 }
 
 std::string ReasonName(unsigned reason) {
-  if (reason < static_cast<unsigned>(virt::kNrApicvInhibitReasons)) {
-    return std::string(virt::kInhibitReasonNames[reason]);
+  if (reason < static_cast<unsigned>(x86::kNrApicvInhibitReasons)) {
+    return std::string(x86::kInhibitReasonNames[reason]);
   }
   return "reason " + std::to_string(reason);
 }
@@ -336,7 +336,7 @@ std::string FormatSummary(const TraceSummary& s, std::string_view name) {
   Appendf(o, "  %6s  %-20s %10s %10s\n", "reason", "name", "set", "cleared");
   for (unsigned i = 0; i < s.reasons.size(); ++i) {
     const ReasonCounts& c = s.reasons[i];
-    if (i >= static_cast<unsigned>(virt::kNrApicvInhibitReasons) && c.set + c.cleared == 0) {
+    if (i >= static_cast<unsigned>(x86::kNrApicvInhibitReasons) && c.set + c.cleared == 0) {
       continue;
     }
     Appendf(o, "  %6u  %-20s %10llu %10llu\n", i, ReasonName(i).c_str(), U(c.set), U(c.cleared));
@@ -373,7 +373,7 @@ std::string SummaryJson(const TraceSummary& s, std::string_view name) {
   bool first = true;
   for (unsigned i = 0; i < s.reasons.size(); ++i) {
     const ReasonCounts& c = s.reasons[i];
-    if (i >= static_cast<unsigned>(virt::kNrApicvInhibitReasons) && c.set + c.cleared == 0) {
+    if (i >= static_cast<unsigned>(x86::kNrApicvInhibitReasons) && c.set + c.cleared == 0) {
       continue;
     }
     Appendf(o, "%s\n    {\"reason\": %u, \"name\": %s, \"set\": %llu, \"cleared\": %llu}",

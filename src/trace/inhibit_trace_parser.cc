@@ -3,7 +3,7 @@
 
 #include <charconv>
 
-#include "virt/inhibit_reason.h"
+#include "x86/inhibit_reason.h"
 
 namespace apicv::trace {
 
@@ -149,8 +149,8 @@ ParseResult ParseInhibitChangedLine(std::string_view line) {
     const size_t bar = names.find('|');
     const std::string_view name = names.substr(0, bar);
     bool known = false;
-    for (int i = 0; i < virt::kNrApicvInhibitReasons; ++i) {
-      if (virt::kInhibitReasonNames[i] == name) {
+    for (int i = 0; i < x86::kNrApicvInhibitReasons; ++i) {
+      if (x86::kInhibitReasonNames[i] == name) {
         mask |= 1ul << i;
         known = true;
       }

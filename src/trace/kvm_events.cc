@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <string_view>
 
-#include "virt/inhibit_reason.h"
+#include "x86/inhibit_reason.h"
 
 namespace apicv::trace {
 
@@ -62,11 +62,11 @@ std::string FormatApicvInhibitChanged(unsigned reason, bool set, unsigned long i
     s.push_back(' ');
     bool first = true;
     unsigned long rest = inhibits;
-    for (int i = 0; i < virt::kNrApicvInhibitReasons; ++i) {
+    for (int i = 0; i < x86::kNrApicvInhibitReasons; ++i) {
       const unsigned long bit = 1ul << i;
       if (!(inhibits & bit)) continue;
       if (!first) s.push_back('|');
-      s.append(virt::kInhibitReasonNames[i]);
+      s.append(x86::kInhibitReasonNames[i]);
       first = false;
       rest &= ~bit;
     }
