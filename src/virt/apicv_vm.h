@@ -8,6 +8,14 @@
 // only changes which layer a device is modelled in: who may inhibit, how ExtINT reaches the
 // LAPIC, and where EOIs go. Intel SDM vol. 3A ch. 11; AMD APM vol. 2 15.29; spec §2-§9.
 //
+// Files, one per KVM mechanism: apicv_vm.cc (the owner: construction, guest register accesses,
+// APIC map, reset, statistics), apic_delivery.cc (IPI and IOAPIC message delivery: lapic.c
+// kvm_apic_send_ipi/__apic_accept_irq, irq_comm.c kvm_irq_delivery_to_apic, AVIC incomplete IPIs,
+// VMX posted interrupts), irqchip_glue.cc (IOAPIC/PIC/PIT glue: EOI broadcast, ack and mask
+// notifiers, kvm_set_irq, the IOAPIC scan), event_injection.cc (kvm_check_and_inject_events,
+// kvm_vcpu_has_events, INIT/SIPI, PMI delivery), vm_timers.cc (timer seam, LAPIC timer, vPMU
+// cycles); apicv_vm_internal.h holds the per-vCPU context and constants they share.
+//
 // Threading: per-vCPU methods run on the vCPU's thread and touch only that vCPU's Lapic/Pmu;
 // cross-vCPU delivery posts into the target's PIR (Lapic::post, or the PiDesc with APICv on
 // vmx) and kicks. IOAPIC, PIC and PIT
