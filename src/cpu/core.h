@@ -1,0 +1,347 @@
+// Internal: the interpreter core shared by the instruction handlers (exec_*.cc), the MMU
+// (mmu.cc), event delivery (events.cc) and the run loop (cpu.cc). Not part of the cpu API.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "cpu/cpu.h"
+#include "cpu/flags.h"
+#include "cpu/insn.h"
+
+namespace apicv::cpu {
+
+// An exception raised while executing an instruction (SDM vol. 3A 6.3.1). Thrown from the
+// handler and caught by the run loop, which delivers it through the IDT.
+struct GuestFault {
+  uint8_t vector;
+  bool has_error;
+  uint32_t error;
+};
+
+enum Vector : uint8_t {
+  kDE = 0, kDB = 1, kNMI = 2, kBP = 3, kOF_ = 4, kBR = 5, kUD = 6, kNM = 7, kDF = 8,
+  kTS = 10, kNP = 11, kSS = 12, kGP = 13, kPF = 14, kMF = 16, kAC = 17, kMC = 18,
+};
+
+// Access kinds for translation; values double as #PF error-code bits (SDM vol. 3A 4.7).
+enum Access : uint8_t { kRead = 0, kWrite = 2, kFetch = 16 };
+
+struct TlbEntry {
+  uint64_t tag = ~0ull;     // (linear page << 1) | user
+  uintptr_t addend = 0;     // host pointer = linear + addend
+  uint64_t pfn = 0;         // guest physical page
+};
+
+struct Block;
+
+struct Core {
+  Core(GuestRam& r, CpuHost& h, const CpuFeatures& f);
+
+  CpuState s;
+  GuestRam& ram;
+  CpuHost& host;
+  CpuFeatures features;
+  LazyFlags lf;
+
+  // Derived from CS / CR0 / EFER (update_mode()).
+  DecodeMode mode = DecodeMode::kReal16;
+  bool long64 = false;       // 64-bit mode (EFER.LMA and CS.L)
+  bool protected_ = false;   // CR0.PE
+  uint8_t cpl = 0;
+  uint8_t stack_size = 2;    // 2, 4 or 8: SS.B / long mode
+  bool paging = false;
+
+  // Execution of the current instruction.
+  uint64_t next_rip = 0;
+  bool end_block = false;    // the current instruction changed something the block depends on
+  bool exit_after = false;   // a host callback asked to end the run
+
+  // Run control.
+  std::atomic<bool> exit_request{false};
+  bool window_request = false;
+  int pending_vector = -1;
+  bool pending_nmi = false;
+  uint64_t retired = 0;
+
+  static constexpr unsigned kTlbSize = 256;
+  TlbEntry rtlb[kTlbSize], wtlb[kTlbSize], xtlb[kTlbSize];
+
+  // Decoded blocks, direct-mapped by physical address; owned by `blocks`.
+  static constexpr unsigned kBlockMapSize = 1u << 14;
+  static constexpr size_t kMaxBlocks = 1u << 16;
+  std::unique_ptr<Block*[]> block_map;
+  std::vector<std::unique_ptr<Block>> blocks;
+
+  // ---- modes
+  void update_mode();
+  void flush_tlb();
+  void flush_tlb_page(uint64_t lin);
+
+  [[noreturn]] void fault(uint8_t vector) { throw GuestFault{vector, false, 0}; }
+  [[noreturn]] void fault(uint8_t vector, uint32_t error) { throw GuestFault{vector, true, error}; }
+
+  // ---- registers
+  uint64_t reg(uint8_t r, unsigned size) const {
+    if (size == 1) return r >= 16 ? (s.gpr[r - 16] >> 8) & 0xFF : s.gpr[r] & 0xFF;
+    if (size == 2) return s.gpr[r] & 0xFFFF;
+    if (size == 4) return s.gpr[r] & 0xFFFFFFFFu;
+    return s.gpr[r];
+  }
+  void set_reg(uint8_t r, unsigned size, uint64_t v) {
+    switch (size) {
+      case 1:
+        if (r >= 16) {
+          s.gpr[r - 16] = (s.gpr[r - 16] & ~0xFF00ull) | ((v & 0xFF) << 8);
+        } else {
+          s.gpr[r] = (s.gpr[r] & ~0xFFull) | (v & 0xFF);
+        }
+        break;
+      case 2: s.gpr[r] = (s.gpr[r] & ~0xFFFFull) | (v & 0xFFFF); break;
+      case 4: s.gpr[r] = v & 0xFFFFFFFFu; break;
+      default: s.gpr[r] = v; break;
+    }
+  }
+
+  // ---- flags
+  uint64_t flags() {
+    if (lf.op != LazyOp::kNone) materialize_flags();
+    return s.rflags;
+  }
+  void materialize_flags();
+  void set_flags(uint64_t f) {
+    lf.op = LazyOp::kNone;
+    s.rflags = (f & 0x3F7FD7ull) | 2;
+  }
+  bool cond(uint8_t cc);
+
+  // ---- effective addresses and segments
+  uint64_t ea(const Insn& i) const {
+    uint64_t a = static_cast<uint64_t>(i.disp);
+    if (i.base != kNoReg) a += i.base == kRipReg ? next_rip : s.gpr[i.base];
+    if (i.index != kNoReg) a += s.gpr[i.index] << i.scale;
+    return i.asz == 8 ? a : i.asz == 4 ? (a & 0xFFFFFFFFu) : (a & 0xFFFF);
+  }
+  // Segment offset -> linear address with the limit / canonical checks of the current mode.
+  uint64_t linear(uint8_t seg, uint64_t off, unsigned size, bool write) {
+    if (long64) {
+      const uint64_t lin = off + (seg >= kFs && seg != kSegNone ? s.seg[seg].base : 0);
+      if (static_cast<uint64_t>((static_cast<int64_t>(lin << 16) >> 16)) != lin) {
+        fault(seg == kSs ? kSS : kGP, 0);
+      }
+      return lin;
+    }
+    return linear_legacy(seg, off, size, write);
+  }
+  uint64_t linear_legacy(uint8_t seg, uint64_t off, unsigned size, bool write);
+
+  // ---- linear memory (TLB fast path, mmu.cc slow path)
+  bool user_access() const { return cpl == 3; }
+  uint8_t* host_ptr(TlbEntry* tlb, uint64_t lin, Access acc, bool user) {
+    const uint64_t tag = ((lin >> 12) << 1) | (user ? 1 : 0);
+    TlbEntry& e = tlb[(lin >> 12) & (kTlbSize - 1)];
+    if (e.tag == tag) return reinterpret_cast<uint8_t*>(lin + e.addend);
+    return fill_tlb(tlb, lin, acc, user);
+  }
+  // Returns the host pointer for a RAM page or null (MMIO); raises #PF.
+  uint8_t* fill_tlb(TlbEntry* tlb, uint64_t lin, Access acc, bool user);
+  // Page walk: linear -> physical, raising #PF (updates A/D).
+  uint64_t translate(uint64_t lin, Access acc, bool user);
+
+  uint64_t read_lin(uint64_t lin, unsigned size, bool user) {
+    if (((lin & 0xFFF) + size) <= 0x1000) {
+      uint8_t* p = host_ptr(rtlb, lin, kRead, user);
+      if (p) return load_host(p, size);
+    }
+    return read_lin_slow(lin, size, user);
+  }
+  void write_lin(uint64_t lin, unsigned size, uint64_t v, bool user) {
+    if (((lin & 0xFFF) + size) <= 0x1000) {
+      TlbEntry& e = wtlb[(lin >> 12) & (kTlbSize - 1)];
+      if (e.tag == (((lin >> 12) << 1) | (user ? 1 : 0))) {
+        if (ram.is_code_page(e.pfn)) {
+          ram.code_written(e.pfn);
+          end_block = true;
+        }
+        store_host(reinterpret_cast<uint8_t*>(lin + e.addend), size, v);
+        return;
+      }
+    }
+    write_lin_slow(lin, size, v, user);
+  }
+  uint64_t read_lin_slow(uint64_t lin, unsigned size, bool user);
+  void write_lin_slow(uint64_t lin, unsigned size, uint64_t v, bool user);
+  // Physical accesses (RAM or MMIO).
+  uint64_t read_phys(uint64_t pa, unsigned size);
+  void write_phys(uint64_t pa, unsigned size, uint64_t v);
+
+  static uint64_t load_host(const uint8_t* p, unsigned size) {
+    switch (size) {
+      case 1: return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+      case 2:
+        if ((reinterpret_cast<uintptr_t>(p) & 1) == 0) {
+          return __atomic_load_n(reinterpret_cast<const uint16_t*>(p), __ATOMIC_ACQUIRE);
+        }
+        break;
+      case 4:
+        if ((reinterpret_cast<uintptr_t>(p) & 3) == 0) {
+          return __atomic_load_n(reinterpret_cast<const uint32_t*>(p), __ATOMIC_ACQUIRE);
+        }
+        break;
+      default:
+        if ((reinterpret_cast<uintptr_t>(p) & 7) == 0) {
+          return __atomic_load_n(reinterpret_cast<const uint64_t*>(p), __ATOMIC_ACQUIRE);
+        }
+        break;
+    }
+    uint64_t v = 0;
+    std::memcpy(&v, p, size);
+    return v;
+  }
+  static void store_host(uint8_t* p, unsigned size, uint64_t v) {
+    switch (size) {
+      case 1: __atomic_store_n(p, static_cast<uint8_t>(v), __ATOMIC_RELEASE); return;
+      case 2:
+        if ((reinterpret_cast<uintptr_t>(p) & 1) == 0) {
+          __atomic_store_n(reinterpret_cast<uint16_t*>(p), static_cast<uint16_t>(v),
+                           __ATOMIC_RELEASE);
+          return;
+        }
+        break;
+      case 4:
+        if ((reinterpret_cast<uintptr_t>(p) & 3) == 0) {
+          __atomic_store_n(reinterpret_cast<uint32_t*>(p), static_cast<uint32_t>(v),
+                           __ATOMIC_RELEASE);
+          return;
+        }
+        break;
+      default:
+        if ((reinterpret_cast<uintptr_t>(p) & 7) == 0) {
+          __atomic_store_n(reinterpret_cast<uint64_t*>(p), v, __ATOMIC_RELEASE);
+          return;
+        }
+        break;
+    }
+    std::memcpy(p, &v, size);
+  }
+
+  // Segment-relative accesses at the current privilege.
+  uint64_t rd(uint8_t seg, uint64_t off, unsigned size) {
+    return read_lin(linear(seg, off, size, false), size, user_access());
+  }
+  void wr(uint8_t seg, uint64_t off, unsigned size, uint64_t v) {
+    write_lin(linear(seg, off, size, true), size, v, user_access());
+  }
+  // Supervisor-mode implicit accesses (descriptor tables, IDT, TSS): SDM vol. 3A 4.6.
+  uint64_t rd_sys(uint64_t lin, unsigned size) { return read_lin(lin, size, false); }
+  void wr_sys(uint64_t lin, unsigned size, uint64_t v) { write_lin(lin, size, v, false); }
+
+  // LOCKed read-modify-write of a memory operand: `op` maps the old value to the new one and is
+  // applied atomically on the host (compare-and-swap loop). Returns the old value.
+  template <typename F>
+  uint64_t locked_rmw(uint8_t seg, uint64_t off, unsigned size, F op);
+  uint8_t* writable_host(uint64_t lin, unsigned size);  // null: MMIO or page-crossing
+
+  // Operand helpers.
+  uint64_t rm_read(const Insn& i, unsigned size) {
+    return i.is_mem() ? rd(i.seg, ea(i), size) : reg(i.rm, size);
+  }
+  void rm_write(const Insn& i, unsigned size, uint64_t v) {
+    if (i.is_mem()) {
+      wr(i.seg, ea(i), size, v);
+    } else {
+      set_reg(i.rm, size, v);
+    }
+  }
+
+  // ---- stack (SS-relative, the current stack size)
+  void push(uint64_t v, unsigned size);
+  uint64_t pop(unsigned size);
+  uint64_t sp() const { return reg(kRsp, stack_size); }
+
+  // ---- control transfer
+  void jump(uint64_t target, unsigned osz) {
+    if (osz == 2) target &= 0xFFFF;
+    else if (osz == 4) target &= 0xFFFFFFFFu;
+    if (!long64 && target > s.seg[kCs].limit) fault(kGP, 0);
+    if (long64 && static_cast<uint64_t>(static_cast<int64_t>(target << 16) >> 16) != target) {
+      fault(kGP, 0);
+    }
+    next_rip = target;
+  }
+
+  // ---- segments (segments.cc)
+  void load_seg(uint8_t seg, uint16_t selector);  // MOV Sreg / POP Sreg / LDS... semantics
+  void load_seg_real(uint8_t seg, uint16_t selector);
+  uint64_t read_descriptor(uint16_t selector, uint8_t err_vector);
+  void far_jump(uint16_t selector, uint64_t offset, unsigned osz, bool is_call, uint64_t ret_rip);
+  void far_return(unsigned osz, uint16_t imm);
+  static Segment descriptor_to_segment(uint16_t selector, uint64_t desc);
+
+  // ---- events (events.cc)
+  enum class EventKind : uint8_t { kException, kExternal, kNmi, kSoftInt, kSoftException };
+  void deliver_event(uint8_t vector, EventKind kind, bool has_error, uint32_t error);
+  void deliver_fault(const GuestFault& f);
+  void iret(unsigned osz);
+  int fault_depth = 0;  // faults raised while delivering (table 6-5)
+  uint8_t delivering = 0xFF;
+
+  // ---- system
+  void write_cr(unsigned n, uint64_t v);
+  uint64_t read_cr(unsigned n);
+  MsrResult rdmsr(uint32_t msr, uint64_t* v);
+  MsrResult wrmsr(uint32_t msr, uint64_t v);
+  void check_io(uint16_t port, unsigned size);  // IOPL / TSS I/O bitmap
+};
+
+template <typename F>
+uint64_t Core::locked_rmw(uint8_t seg, uint64_t off, unsigned size, F op) {
+  const uint64_t lin = linear(seg, off, size, true);
+  uint8_t* p = writable_host(lin, size);
+  if (p == nullptr || (reinterpret_cast<uintptr_t>(p) & (size - 1)) != 0) {
+    // Split (or MMIO) locked access: serialise all such accesses on one lock.
+    std::lock_guard<std::mutex> g(ram.split_lock());
+    const uint64_t old = read_lin(lin, size, user_access());
+    write_lin(lin, size, op(old), user_access());
+    return old;
+  }
+  switch (size) {
+    case 1: {
+      auto* q = p;
+      uint8_t old = __atomic_load_n(q, __ATOMIC_RELAXED);
+      while (!__atomic_compare_exchange_n(q, &old, static_cast<uint8_t>(op(old)), true,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+      }
+      return old;
+    }
+    case 2: {
+      auto* q = reinterpret_cast<uint16_t*>(p);
+      uint16_t old = __atomic_load_n(q, __ATOMIC_RELAXED);
+      while (!__atomic_compare_exchange_n(q, &old, static_cast<uint16_t>(op(old)), true,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+      }
+      return old;
+    }
+    case 4: {
+      auto* q = reinterpret_cast<uint32_t*>(p);
+      uint32_t old = __atomic_load_n(q, __ATOMIC_RELAXED);
+      while (!__atomic_compare_exchange_n(q, &old, static_cast<uint32_t>(op(old)), true,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+      }
+      return old;
+    }
+    default: {
+      auto* q = reinterpret_cast<uint64_t*>(p);
+      uint64_t old = __atomic_load_n(q, __ATOMIC_RELAXED);
+      while (!__atomic_compare_exchange_n(q, &old, op(old), true, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_RELAXED)) {
+      }
+      return old;
+    }
+  }
+}
+
+}  // namespace apicv::cpu
