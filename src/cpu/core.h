@@ -22,9 +22,11 @@ struct GuestFault {
   uint32_t error;
 };
 
+// Exception vectors (SDM vol. 3A table 6-1).
 enum Vector : uint8_t {
-  kDE = 0, kDB = 1, kNMI = 2, kBP = 3, kOF_ = 4, kBR = 5, kUD = 6, kNM = 7, kDF = 8,
-  kTS = 10, kNP = 11, kSS = 12, kGP = 13, kPF = 14, kMF = 16, kAC = 17, kMC = 18,
+  kExcDE = 0, kExcDB = 1, kExcNMI = 2, kExcBP = 3, kExcOF = 4, kExcBR = 5, kExcUD = 6,
+  kExcNM = 7, kExcDF = 8, kExcTS = 10, kExcNP = 11, kExcSS = 12, kExcGP = 13, kExcPF = 14,
+  kExcMF = 16, kExcAC = 17, kExcMC = 18,
 };
 
 // Access kinds for translation; values double as #PF error-code bits (SDM vol. 3A 4.7).
@@ -130,7 +132,7 @@ struct Core {
     if (long64) {
       const uint64_t lin = off + (seg >= kFs && seg != kSegNone ? s.seg[seg].base : 0);
       if (static_cast<uint64_t>((static_cast<int64_t>(lin << 16) >> 16)) != lin) {
-        fault(seg == kSs ? kSS : kGP, 0);
+        fault(seg == kSs ? kExcSS : kExcGP, 0);
       }
       return lin;
     }
@@ -162,11 +164,13 @@ struct Core {
     if (((lin & 0xFFF) + size) <= 0x1000) {
       TlbEntry& e = wtlb[(lin >> 12) & (kTlbSize - 1)];
       if (e.tag == (((lin >> 12) << 1) | (user ? 1 : 0))) {
+        // Store first, then invalidate: a CPU decoding this page meanwhile sees the new bytes
+        // or a bumped generation.
+        store_host(reinterpret_cast<uint8_t*>(lin + e.addend), size, v);
         if (ram.is_code_page(e.pfn)) {
           ram.code_written(e.pfn);
           end_block = true;
         }
-        store_host(reinterpret_cast<uint8_t*>(lin + e.addend), size, v);
         return;
       }
     }
@@ -266,9 +270,9 @@ struct Core {
   void jump(uint64_t target, unsigned osz) {
     if (osz == 2) target &= 0xFFFF;
     else if (osz == 4) target &= 0xFFFFFFFFu;
-    if (!long64 && target > s.seg[kCs].limit) fault(kGP, 0);
+    if (!long64 && target > s.seg[kCs].limit) fault(kExcGP, 0);
     if (long64 && static_cast<uint64_t>(static_cast<int64_t>(target << 16) >> 16) != target) {
-      fault(kGP, 0);
+      fault(kExcGP, 0);
     }
     next_rip = target;
   }

@@ -186,7 +186,7 @@ void deliver_pending(Core& c) {
   if (c.pending_nmi) {
     c.pending_nmi = false;
     c.s.activity = Activity::kActive;
-    c.deliver_event(kNMI, Core::EventKind::kNmi, false, 0);
+    c.deliver_event(kExcNMI, Core::EventKind::kNmi, false, 0);
     c.s.nmi_blocked = true;
   } else if (c.pending_vector >= 0) {
     const uint8_t v = static_cast<uint8_t>(c.pending_vector);
@@ -247,7 +247,7 @@ RunResult run_core(Core& c, uint64_t budget) {
       if (shadow) c.s.sti_shadow = c.s.mov_ss_shadow = false;
       if (tf && c.s.activity == Activity::kActive) {
         c.s.dr[6] |= 0x4000;  // BS
-        c.deliver_event(kDB, Core::EventKind::kException, false, 0);
+        c.deliver_event(kExcDB, Core::EventKind::kException, false, 0);
       }
       if (c.exit_after) {
         c.exit_after = false;

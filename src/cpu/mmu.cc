@@ -22,7 +22,7 @@ constexpr uint64_t kPhysMask = ((1ull << kMaxPhysBits) - 1) & ~0xFFFull;
 
 uint64_t Core::linear_legacy(uint8_t seg, uint64_t off, unsigned size, bool write) {
   const Segment& sg = s.seg[seg];
-  const uint8_t vec = seg == kSs ? kSS : kGP;
+  const uint8_t vec = seg == kSs ? kExcSS : kExcGP;
   if (protected_) {
     if ((sg.ar & 0x10000) != 0 || !sg.present()) fault(vec, 0);
     const bool code = (sg.ar & 0x8) != 0;
@@ -50,7 +50,7 @@ uint64_t Core::translate(uint64_t lin, Access acc, bool user) {
     uint32_t ec = (present ? 1u : 0u) | (write ? 2u : 0u) | (user ? 4u : 0u) | (rsvd ? 8u : 0u) |
                   (fetch && nxe ? 16u : 0u);
     s.cr2 = lin;
-    fault(kPF, ec);
+    fault(kExcPF, ec);
   };
   // Each level: read the entry, check present/reserved, accumulate permissions, set A.
   uint64_t allow_rw = 1, allow_us = 1, nx = 0;
@@ -159,6 +159,7 @@ uint64_t Core::read_phys(uint64_t pa, unsigned size) {
   if (pa >= ram.size()) {
     uint64_t v = 0;
     host.mmio_read(pa, &v, size);
+    end_block = true;  // an MMIO access is an exit: the platform may have work to do
     return v;
   }
   uint64_t v = 0;
@@ -168,6 +169,7 @@ uint64_t Core::read_phys(uint64_t pa, unsigned size) {
 
 void Core::write_phys(uint64_t pa, unsigned size, uint64_t v) {
   if (ram.contains(pa, size)) {
+    store_host(ram.host() + pa, size, v);
     const uint64_t p0 = pa >> 12, p1 = (pa + size - 1) >> 12;
     for (uint64_t p = p0; p <= p1; ++p) {
       if (ram.is_code_page(p)) {
@@ -175,11 +177,11 @@ void Core::write_phys(uint64_t pa, unsigned size, uint64_t v) {
         end_block = true;
       }
     }
-    store_host(ram.host() + pa, size, v);
     return;
   }
   if (pa >= ram.size()) {
     host.mmio_write(pa, &v, size);
+    end_block = true;
     return;
   }
   for (unsigned i = 0; i < size; ++i) write_phys(pa + i, 1, v >> (8 * i));
@@ -202,11 +204,11 @@ void Core::write_lin_slow(uint64_t lin, unsigned size, uint64_t v, bool user) {
     uint8_t* p = fill_tlb(wtlb, lin, kWrite, user);
     if (p != nullptr) {
       const uint64_t pfn = wtlb[(lin >> 12) & (kTlbSize - 1)].pfn;
+      store_host(p, size, v);
       if (ram.is_code_page(pfn)) {
         ram.code_written(pfn);
         end_block = true;
       }
-      store_host(p, size, v);
       return;
     }
     write_phys(translate(lin, kWrite, user), size, v);
