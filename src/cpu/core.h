@@ -284,9 +284,21 @@ struct Core {
   void far_jump(uint16_t selector, uint64_t offset, unsigned osz, bool is_call, uint64_t ret_rip);
   void far_return(unsigned osz, uint16_t imm);
   static Segment descriptor_to_segment(uint16_t selector, uint64_t desc);
+  // Linear address of `selector`'s descriptor; false when it lies outside the GDT / LDT.
+  bool descriptor_address(uint16_t selector, uint64_t* lin);
+  // Sets the accessed bit of a code/data descriptor in memory (SDM vol. 3A 3.4.5.1).
+  void mark_accessed(uint16_t selector, uint64_t desc);
+  // SS for a RET/IRET to privilege `new_cpl` (checked, accessed bit set; not yet loaded).
+  Segment load_outer_stack(uint16_t ss_sel, unsigned new_cpl, bool to_64bit);
+  // After RET/IRET to an outer level: null ES/DS/FS/GS the new CPL may not use.
+  void invalidate_outer_segments();
 
   // ---- events (events.cc)
-  enum class EventKind : uint8_t { kException, kExternal, kNmi, kSoftInt, kSoftException };
+  // kSoftInt: INT n; kSoftException: INT3/INTO; kPrivSoftException: INT1 (ICEBP). The three
+  // software kinds return to next_rip; INT n/INT3/INTO check the gate DPL.
+  enum class EventKind : uint8_t {
+    kException, kExternal, kNmi, kSoftInt, kSoftException, kPrivSoftException
+  };
   void deliver_event(uint8_t vector, EventKind kind, bool has_error, uint32_t error);
   void deliver_fault(const GuestFault& f);
   void iret(unsigned osz);
