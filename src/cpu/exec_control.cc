@@ -198,7 +198,7 @@ void h_into(Core& c, const Insn&) {
   if (c.flags() & kOF) c.deliver_event(kExcOF, Core::EventKind::kSoftException, false, 0);
 }
 void h_int1(Core& c, const Insn&) {
-  c.deliver_event(kExcDB, Core::EventKind::kSoftException, false, 0);
+  c.deliver_event(kExcDB, Core::EventKind::kPrivSoftException, false, 0);
 }
 void h_iret(Core& c, const Insn& i) { c.iret(i.osz); }
 

@@ -159,7 +159,7 @@ uint64_t Core::read_phys(uint64_t pa, unsigned size) {
   if (pa >= ram.size()) {
     uint64_t v = 0;
     host.mmio_read(pa, &v, size);
-    end_block = true;  // an MMIO access is an exit: the platform may have work to do
+    end_block = exit_after = true;  // an MMIO access is an exit (as under KVM)
     return v;
   }
   uint64_t v = 0;
@@ -181,7 +181,7 @@ void Core::write_phys(uint64_t pa, unsigned size, uint64_t v) {
   }
   if (pa >= ram.size()) {
     host.mmio_write(pa, &v, size);
-    end_block = true;
+    end_block = exit_after = true;
     return;
   }
   for (unsigned i = 0; i < size; ++i) write_phys(pa + i, 1, v >> (8 * i));
