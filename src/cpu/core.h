@@ -40,6 +40,8 @@ struct TlbEntry {
 
 struct Block;
 
+#define APICV_CPU_INLINE inline __attribute__((always_inline))
+
 struct Core {
   Core(GuestRam& r, CpuHost& h, const CpuFeatures& f);
 
@@ -76,6 +78,16 @@ struct Core {
   static constexpr unsigned kBlockMapSize = 1u << 14;
   static constexpr size_t kMaxBlocks = 1u << 16;
   std::unique_ptr<Block*[]> block_map;
+  // Linear-address -> block cache in front of the fetch translation and block_map; flushed with
+  // the TLB (the linear->physical mapping may change) and whenever blocks are dropped.
+  struct JumpEntry {
+    uint64_t lin = ~0ull;
+    uint8_t cpl = 0;
+    Block* block = nullptr;
+  };
+  static constexpr unsigned kJumpCacheSize = 4096;
+  std::unique_ptr<JumpEntry[]> jump_cache;
+  void flush_jump_cache();
   std::vector<std::unique_ptr<Block>> blocks;
 
   // ---- modes
@@ -87,13 +99,13 @@ struct Core {
   [[noreturn]] void fault(uint8_t vector, uint32_t error) { throw GuestFault{vector, true, error}; }
 
   // ---- registers
-  uint64_t reg(uint8_t r, unsigned size) const {
+  APICV_CPU_INLINE uint64_t reg(uint8_t r, unsigned size) const {
     if (size == 1) return r >= 16 ? (s.gpr[r - 16] >> 8) & 0xFF : s.gpr[r] & 0xFF;
     if (size == 2) return s.gpr[r] & 0xFFFF;
     if (size == 4) return s.gpr[r] & 0xFFFFFFFFu;
     return s.gpr[r];
   }
-  void set_reg(uint8_t r, unsigned size, uint64_t v) {
+  APICV_CPU_INLINE void set_reg(uint8_t r, unsigned size, uint64_t v) {
     switch (size) {
       case 1:
         if (r >= 16) {
@@ -114,6 +126,8 @@ struct Core {
     return s.rflags;
   }
   void materialize_flags();
+  // CF alone, without materializing the other flags (INC/DEC keep it).
+  bool carry() const;
   void set_flags(uint64_t f) {
     lf.op = LazyOp::kNone;
     s.rflags = (f & 0x3F7FD7ull) | 2;
@@ -121,14 +135,14 @@ struct Core {
   bool cond(uint8_t cc);
 
   // ---- effective addresses and segments
-  uint64_t ea(const Insn& i) const {
+  APICV_CPU_INLINE uint64_t ea(const Insn& i) const {
     uint64_t a = static_cast<uint64_t>(i.disp);
     if (i.base != kNoReg) a += i.base == kRipReg ? next_rip : s.gpr[i.base];
     if (i.index != kNoReg) a += s.gpr[i.index] << i.scale;
     return i.asz == 8 ? a : i.asz == 4 ? (a & 0xFFFFFFFFu) : (a & 0xFFFF);
   }
   // Segment offset -> linear address with the limit / canonical checks of the current mode.
-  uint64_t linear(uint8_t seg, uint64_t off, unsigned size, bool write) {
+  APICV_CPU_INLINE uint64_t linear(uint8_t seg, uint64_t off, unsigned size, bool write) {
     if (long64) {
       const uint64_t lin = off + (seg >= kFs && seg != kSegNone ? s.seg[seg].base : 0);
       if (static_cast<uint64_t>((static_cast<int64_t>(lin << 16) >> 16)) != lin) {
@@ -142,7 +156,7 @@ struct Core {
 
   // ---- linear memory (TLB fast path, mmu.cc slow path)
   bool user_access() const { return cpl == 3; }
-  uint8_t* host_ptr(TlbEntry* tlb, uint64_t lin, Access acc, bool user) {
+  APICV_CPU_INLINE uint8_t* host_ptr(TlbEntry* tlb, uint64_t lin, Access acc, bool user) {
     const uint64_t tag = ((lin >> 12) << 1) | (user ? 1 : 0);
     TlbEntry& e = tlb[(lin >> 12) & (kTlbSize - 1)];
     if (e.tag == tag) return reinterpret_cast<uint8_t*>(lin + e.addend);
@@ -153,14 +167,14 @@ struct Core {
   // Page walk: linear -> physical, raising #PF (updates A/D).
   uint64_t translate(uint64_t lin, Access acc, bool user);
 
-  uint64_t read_lin(uint64_t lin, unsigned size, bool user) {
+  APICV_CPU_INLINE uint64_t read_lin(uint64_t lin, unsigned size, bool user) {
     if (((lin & 0xFFF) + size) <= 0x1000) {
       uint8_t* p = host_ptr(rtlb, lin, kRead, user);
       if (p) return load_host(p, size);
     }
     return read_lin_slow(lin, size, user);
   }
-  void write_lin(uint64_t lin, unsigned size, uint64_t v, bool user) {
+  APICV_CPU_INLINE void write_lin(uint64_t lin, unsigned size, uint64_t v, bool user) {
     if (((lin & 0xFFF) + size) <= 0x1000) {
       TlbEntry& e = wtlb[(lin >> 12) & (kTlbSize - 1)];
       if (e.tag == (((lin >> 12) << 1) | (user ? 1 : 0))) {
@@ -182,7 +196,7 @@ struct Core {
   uint64_t read_phys(uint64_t pa, unsigned size);
   void write_phys(uint64_t pa, unsigned size, uint64_t v);
 
-  static uint64_t load_host(const uint8_t* p, unsigned size) {
+  APICV_CPU_INLINE static uint64_t load_host(const uint8_t* p, unsigned size) {
     switch (size) {
       case 1: return __atomic_load_n(p, __ATOMIC_ACQUIRE);
       case 2:
@@ -205,7 +219,7 @@ struct Core {
     std::memcpy(&v, p, size);
     return v;
   }
-  static void store_host(uint8_t* p, unsigned size, uint64_t v) {
+  APICV_CPU_INLINE static void store_host(uint8_t* p, unsigned size, uint64_t v) {
     switch (size) {
       case 1: __atomic_store_n(p, static_cast<uint8_t>(v), __ATOMIC_RELEASE); return;
       case 2:
@@ -233,10 +247,10 @@ struct Core {
   }
 
   // Segment-relative accesses at the current privilege.
-  uint64_t rd(uint8_t seg, uint64_t off, unsigned size) {
+  APICV_CPU_INLINE uint64_t rd(uint8_t seg, uint64_t off, unsigned size) {
     return read_lin(linear(seg, off, size, false), size, user_access());
   }
-  void wr(uint8_t seg, uint64_t off, unsigned size, uint64_t v) {
+  APICV_CPU_INLINE void wr(uint8_t seg, uint64_t off, unsigned size, uint64_t v) {
     write_lin(linear(seg, off, size, true), size, v, user_access());
   }
   // Supervisor-mode implicit accesses (descriptor tables, IDT, TSS): SDM vol. 3A 4.6.
@@ -250,10 +264,10 @@ struct Core {
   uint8_t* writable_host(uint64_t lin, unsigned size);  // null: MMIO or page-crossing
 
   // Operand helpers.
-  uint64_t rm_read(const Insn& i, unsigned size) {
+  APICV_CPU_INLINE uint64_t rm_read(const Insn& i, unsigned size) {
     return i.is_mem() ? rd(i.seg, ea(i), size) : reg(i.rm, size);
   }
-  void rm_write(const Insn& i, unsigned size, uint64_t v) {
+  APICV_CPU_INLINE void rm_write(const Insn& i, unsigned size, uint64_t v) {
     if (i.is_mem()) {
       wr(i.seg, ea(i), size, v);
     } else {

@@ -7,7 +7,11 @@
 namespace apicv::cpu {
 
 Core::Core(GuestRam& r, CpuHost& h, const CpuFeatures& f)
-    : ram(r), host(h), features(f), block_map(new Block*[kBlockMapSize]()) {
+    : ram(r),
+      host(h),
+      features(f),
+      block_map(new Block*[kBlockMapSize]()),
+      jump_cache(new JumpEntry[kJumpCacheSize]()) {
   update_mode();
 }
 
@@ -37,11 +41,31 @@ void Core::flush_tlb() {
   for (unsigned i = 0; i < kTlbSize; ++i) {
     rtlb[i].tag = wtlb[i].tag = xtlb[i].tag = ~0ull;
   }
+  flush_jump_cache();
+}
+
+void Core::flush_jump_cache() {
+  for (unsigned i = 0; i < kJumpCacheSize; ++i) jump_cache[i] = JumpEntry{};
 }
 
 void Core::flush_tlb_page(uint64_t lin) {
   const unsigned i = (lin >> 12) & (kTlbSize - 1);
   rtlb[i].tag = wtlb[i].tag = xtlb[i].tag = ~0ull;
+  flush_jump_cache();
+}
+
+bool Core::carry() const {
+  const unsigned size = lf.size;
+  const uint64_t m = size_mask(size), sb = sign_bit(size);
+  const uint64_t res = lf.res & m, a = lf.a & m, b = lf.b & m;
+  switch (lf.op) {
+    case LazyOp::kAdd: return (((a & b) | ((a | b) & ~res)) & sb) != 0;
+    case LazyOp::kSub: return (((~a & b) | ((~a | b) & res)) & sb) != 0;
+    case LazyOp::kLogic: return false;
+    case LazyOp::kInc:
+    case LazyOp::kDec: return lf.cf;
+    default: return (s.rflags & kCF) != 0;
+  }
 }
 
 void Core::materialize_flags() {
@@ -63,12 +87,12 @@ void Core::materialize_flags() {
     case LazyOp::kLogic:
       break;
     case LazyOp::kInc:
-      f |= s.rflags & kCF;
+      if (lf.cf) f |= kCF;
       if (res == sb) f |= kOF;
       if ((res & 0xF) == 0) f |= kAF;
       break;
     case LazyOp::kDec:
-      f |= s.rflags & kCF;
+      if (lf.cf) f |= kCF;
       if (res == sb - 1) f |= kOF;
       if ((res & 0xF) == 0xF) f |= kAF;
       break;
@@ -105,6 +129,9 @@ bool Core::cond(uint8_t cc) {
       }
       return (cc & 1) ? !r : r;
     }
+  } else if ((lf.op == LazyOp::kInc || lf.op == LazyOp::kDec) && (cc >> 1) == 2) {
+    r = (lf.res & size_mask(lf.size)) == 0;
+    return (cc & 1) ? !r : r;
   } else if (lf.op == LazyOp::kLogic) {
     const uint64_t res = lf.res & size_mask(lf.size);
     const bool sf = (res & sign_bit(lf.size)) != 0;
@@ -142,9 +169,26 @@ inline unsigned block_slot(uint64_t pa, DecodeMode mode) {
                                (Core::kBlockMapSize - 1));
 }
 
-Block* find_block(Core& c) {
+inline bool block_valid(const Core& c, const Block* b) {
+  return b->mode == c.mode && c.ram.generation(b->pfn0) == b->gen0 &&
+         (b->pfn1 == ~0ull || c.ram.generation(b->pfn1) == b->gen1);
+}
+
+Block* find_block_slow(Core& c, uint64_t lin);
+
+inline Block* find_block(Core& c) {
+  const uint64_t lin = c.long64 ? c.s.rip : c.linear(kCs, c.s.rip, 1, false);
+  Core::JumpEntry& j = c.jump_cache[(lin ^ (lin >> 12)) & (Core::kJumpCacheSize - 1)];
+  if (j.lin == lin && j.cpl == c.cpl && block_valid(c, j.block)) return j.block;
+  Block* b = find_block_slow(c, lin);
+  j.lin = lin;
+  j.cpl = c.cpl;
+  j.block = b;
+  return b;
+}
+
+Block* find_block_slow(Core& c, uint64_t lin) {
   // Fetch translation for the block's first byte (the decoder checks the rest).
-  const uint64_t lin = c.linear(kCs, c.s.rip, 1, false);
   const uint64_t tag = ((lin >> 12) << 1) | (c.user_access() ? 1 : 0);
   TlbEntry& e = c.xtlb[(lin >> 12) & (Core::kTlbSize - 1)];
   uint64_t pa;
@@ -156,13 +200,11 @@ Block* find_block(Core& c) {
   }
   const unsigned slot = block_slot(pa, c.mode);
   Block* b = c.block_map[slot];
-  if (b != nullptr && b->pa == pa && b->mode == c.mode && c.ram.generation(b->pfn0) == b->gen0 &&
-      (b->pfn1 == ~0ull || c.ram.generation(b->pfn1) == b->gen1)) {
-    return b;
-  }
+  if (b != nullptr && b->pa == pa && block_valid(c, b)) return b;
   if (c.blocks.size() >= Core::kMaxBlocks) {
     // Bounded memory whatever the guest does: start over.
     for (unsigned i = 0; i < Core::kBlockMapSize; ++i) c.block_map[i] = nullptr;
+    c.flush_jump_cache();
     c.blocks.clear();
   }
   auto nb = std::make_unique<Block>();
@@ -228,6 +270,7 @@ RunResult run_core(Core& c, uint64_t budget) {
       reason = StopReason::kIrqWindow;
       break;
     }
+    uint64_t done = 0;  // retired in this block (also when an instruction faults)
     try {
       Block* b = find_block(c);
       const Insn* in = b->insns.data();
@@ -237,13 +280,16 @@ RunResult run_core(Core& c, uint64_t budget) {
       if (n > limit - c.retired) n = limit - c.retired;
       const bool tf = (c.s.rflags & kTF) != 0;
       c.end_block = false;
-      for (uint64_t k = 0; k < n; ++k, ++in) {
+      while (done < n) {
         c.next_rip = c.s.rip + in->len;
         in->fn(c, *in);
         c.s.rip = c.next_rip;
-        ++c.retired;
+        ++done;
+        ++in;
         if (c.end_block) break;
       }
+      c.retired += done;
+      done = 0;
       if (shadow) c.s.sti_shadow = c.s.mov_ss_shadow = false;
       if (tf && c.s.activity == Activity::kActive) {
         c.s.dr[6] |= 0x4000;  // BS
@@ -261,6 +307,7 @@ RunResult run_core(Core& c, uint64_t budget) {
         break;
       }
     } catch (const GuestFault& f) {
+      c.retired += done;
       c.deliver_fault(f);
       if (c.s.activity == Activity::kShutdown) {
         reason = StopReason::kShutdown;
@@ -346,6 +393,7 @@ void Cpu::request_exit() { core_->exit_request.store(true, std::memory_order_rel
 uint64_t Cpu::retired() const { return core_->retired; }
 void Cpu::flush_decode_cache() {
   for (unsigned i = 0; i < Core::kBlockMapSize; ++i) core_->block_map[i] = nullptr;
+  core_->flush_jump_cache();
   core_->blocks.clear();
 }
 

@@ -314,16 +314,18 @@ Handler bit_handler(BitOp op, bool imm) {
 
 void h_inc(Core& c, const Insn& i) {
   const unsigned sz = i.osz;
-  c.flags();  // INC keeps CF: materialize it before the new record
+  const bool cf = c.carry();  // INC keeps CF
   const uint64_t a = rmw(c, i, sz, [&](uint64_t v) { return (v + 1) & size_mask(sz); });
   lazy(c, LazyOp::kInc, sz, (a + 1) & size_mask(sz), a, 1);
+  c.lf.cf = cf;
 }
 
 void h_dec(Core& c, const Insn& i) {
   const unsigned sz = i.osz;
-  c.flags();
+  const bool cf = c.carry();
   const uint64_t a = rmw(c, i, sz, [&](uint64_t v) { return (v - 1) & size_mask(sz); });
   lazy(c, LazyOp::kDec, sz, (a - 1) & size_mask(sz), a, 1);
+  c.lf.cf = cf;
 }
 
 void h_neg(Core& c, const Insn& i) {

@@ -13,13 +13,14 @@ enum class LazyOp : uint8_t {
   kAdd,    // ADD/ADC: res = a + b (+ carry)
   kSub,    // SUB/SBB/CMP/NEG: res = a - b (- borrow)
   kLogic,  // AND/OR/XOR/TEST: CF = OF = 0, AF = 0
-  kInc,    // INC: like ADD with b = 1, CF from RFLAGS
-  kDec,    // DEC: like SUB with b = 1, CF from RFLAGS
+  kInc,    // INC: like ADD with b = 1; CF is the recorded `cf` (INC does not change it)
+  kDec,    // DEC: like SUB with b = 1; CF is the recorded `cf`
 };
 
 struct LazyFlags {
   LazyOp op = LazyOp::kNone;
   uint8_t size = 4;
+  bool cf = false;  // kInc/kDec: the carry flag from before the instruction
   uint64_t res = 0, a = 0, b = 0;
 };
 
