@@ -77,12 +77,16 @@ void h_push_sreg(Core& c, const Insn& i) {
 
 void h_pop_sreg(Core& c, const Insn& i) {
   const uint16_t sel = static_cast<uint16_t>(c.rd(kSs, c.sp(), i.osz));
+  // The increment uses the stack size the value was popped with (the old SS).
+  const uint8_t old_size = c.stack_size;
+  const uint64_t new_sp = c.sp() + i.osz;
   if (c.protected_) {
     c.load_seg(i.op, sel);
   } else {
     c.load_seg_real(i.op, sel);
   }
-  c.set_reg(kRsp, c.stack_size, c.sp() + i.osz);
+  c.set_reg(kRsp, old_size, new_sp);
+  c.update_mode();
   if (i.op == kSs) c.s.mov_ss_shadow = true;
   c.end_block = true;
 }
