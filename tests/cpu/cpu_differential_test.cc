@@ -37,8 +37,16 @@ namespace apicv::cpu::difftest {
 namespace {
 
 constexpr unsigned kItemsPerSequence = 32;
-constexpr uint64_t kCiSequences = 40000;  // >= 1,000,000 instructions retired (asserted below)
-constexpr size_t kBatch = 1000;           // sequences per forked child
+// >= 1,000,000 instructions compared (asserted below) in an optimised build without sanitizers;
+// Debug/ASan/TSan builds run a fifth of it (the interpreter is 5-20x slower there).
+#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+constexpr uint64_t kCiSequences = 40000;
+constexpr bool kFullCount = true;
+#else
+constexpr uint64_t kCiSequences = 8000;
+constexpr bool kFullCount = false;
+#endif
+constexpr size_t kBatch = 1000;  // sequences per forked child
 // Mismatches printed in full (all are counted); APICV_DIFF_REPORT=<n> prints more.
 uint64_t kMaxReported = 20;
 
@@ -191,7 +199,8 @@ void run_batch(const std::vector<Sequence>& seqs, GuestRunner& guest, Totals& t,
       std::string diff = compare(s, nat[i], emu, &idx);
       if (!gerr.empty()) diff = "  " + gerr + "\n" + diff;
       if (!budget && idx >= 0) t.instructions += static_cast<uint64_t>(idx);
-      if (diff.empty() && !verbose) continue;
+      if (!diff.empty()) ++t.mismatches;
+      if (diff.empty() ? !verbose : t.mismatches > kMaxReported) continue;
       std::string msg = "seed " + std::to_string(s.seed) +
                         (budget ? " (run(budget), state())" : " (to INT3 / fault)") +
                         (diff.empty() ? ": equal\n" : ": MISMATCH\n") + disassemble(s, idx) +
@@ -201,8 +210,7 @@ void run_batch(const std::vector<Sequence>& seqs, GuestRunner& guest, Totals& t,
       if (diff.empty()) {
         std::printf("%s", msg.c_str());
       } else {
-        ++t.mismatches;
-        if (t.mismatches <= kMaxReported) ADD_FAILURE() << msg;
+        ADD_FAILURE() << msg;
       }
     }
   }
@@ -240,7 +248,13 @@ TEST(CpuDifferential, LongMode64Ring3) {
               t.sequences, t.instructions, t.mismatches, faults.c_str(), secs);
   EXPECT_EQ(t.mismatches, 0u);
   if (one == nullptr && count == nullptr) {
-    EXPECT_GE(t.instructions, 1000000u);
+    if (kFullCount) {
+      EXPECT_GE(t.instructions, 1000000u);
+    } else {
+      std::printf("1,000,000-instruction target: NOT EVALUATED (Debug/sanitizer build runs %" PRIu64
+                  " sequences; the optimised build asserts it)\n",
+                  kCiSequences);
+    }
   }
 }
 
