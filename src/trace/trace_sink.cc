@@ -41,7 +41,8 @@ void TraceSink::emit(std::string_view event, std::string_view body) {
   if (!enabled()) return;
   // The timestamp is taken under the lock so lines come out in timestamp order.
   std::lock_guard<std::mutex> g(mu_);
-  std::string line = FormatFtraceLine(current_task(), clock_.now_ns(), event, body);
+  std::string line = FormatFtraceLine(
+      current_task(), (clock_override_ ? *clock_override_ : clock_).now_ns(), event, body);
   lines_.fetch_add(1, std::memory_order_relaxed);
   if (out_) {
     std::fwrite(line.data(), 1, line.size(), out_);

@@ -33,6 +33,9 @@ class TraceSink {
   explicit TraceSink(const Clock& clock);
 
   bool enabled() const { return enabled_.load(std::memory_order_relaxed); }
+  // Timestamps from `clock` instead of the constructor's (null: back to it). A virtual-time
+  // backend points the sink at its virtual clock for the run; set while no vCPU emits.
+  void set_clock(const Clock* clock) { clock_override_ = clock; }
   void set_enabled(bool on) { enabled_.store(on, std::memory_order_relaxed); }
 
   // Lines go to `out` (not owned; nullptr = none), each followed by '\n'.
@@ -49,6 +52,7 @@ class TraceSink {
 
  private:
   const Clock& clock_;
+  const Clock* clock_override_ = nullptr;
   std::atomic<bool> enabled_{true};
   std::atomic<uint64_t> lines_{0};
   mutable std::mutex mu_;  // leaf lock: nothing is called while holding it
