@@ -46,9 +46,18 @@ inline constexpr unsigned kR15 = 15, kRspId = 4;
 
 class Generator {
  public:
-  explicit Generator(uint64_t seed) : rng_(seed) {
+  // compat32: 32-bit code in compatibility mode (CS.L = 0, CS.D = 1 under IA-32e paging): the
+  // legacy 32-bit encodings and semantics (no REX, 8 GPRs, INC/DEC r32 short forms, BCD
+  // adjustments), with EBP as the scratch base instead of R15.
+  explicit Generator(uint64_t seed, bool compat32 = false)
+      : rng_(seed),
+        c32_(compat32),
+        mode_(compat32 ? ZYDIS_MACHINE_MODE_LONG_COMPAT_32 : ZYDIS_MACHINE_MODE_LONG_64),
+        base_id_(compat32 ? 5 : kR15),
+        nat_(compat32 ? 32 : 64) {
     seq_.seed = seed;
-    ZydisDecoderInit(&dec_, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+    seq_.compat32 = compat32;
+    ZydisDecoderInit(&dec_, mode_, compat32 ? ZYDIS_STACK_WIDTH_32 : ZYDIS_STACK_WIDTH_64);
   }
 
   Sequence generate(unsigned items) {
@@ -146,7 +155,7 @@ class Generator {
   void init_state() {
     for (unsigned r = 0; r < 16; ++r) seq_.gpr[r] = reg_value();
     seq_.gpr[kRspId] = kStackInit;
-    seq_.gpr[kR15] = kScratchVa;
+    seq_.gpr[base_id_] = kScratchVa;
     rsp_off_ = kStackInit - kScratchVa;
     seq_.rflags = 0x202 | (rng_() & kArith6);
     seq_.scratch.resize(kScratchSize);
@@ -157,10 +166,11 @@ class Generator {
   }
 
   // ---------------------------------------------------------------- operands
-  // GPRs the generator may name: all but RSP (stack) and R15 (scratch base).
+  // GPRs the generator may name: all but RSP (stack) and the scratch base (R15 / EBP).
   unsigned pick_gpr() {
     static constexpr unsigned kPool[] = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
-    return kPool[rnd(14)];
+    static constexpr unsigned kPool32[] = {0, 1, 2, 3, 6, 7};
+    return c32_ ? kPool32[rnd(6)] : kPool[rnd(14)];
   }
   static ZydisRegister gpr(unsigned w, unsigned id) {
     switch (w) {
@@ -187,11 +197,13 @@ class Generator {
                                                 ZYDIS_REGISTER_DH, ZYDIS_REGISTER_BH};
       return kHigh[rnd(4)];
     }
+    if (w == 8 && c32_) return gpr(8, static_cast<unsigned>(rnd(4)));  // no SIL/DIL/BPL
     return gpr(w, pick_gpr());
   }
   unsigned pick_width(bool with8 = true) {
     static constexpr unsigned kW[] = {8, 16, 32, 64};
-    return with8 ? kW[rnd(4)] : kW[1 + rnd(3)];
+    const unsigned n = c32_ ? 3 : 4;
+    return with8 ? kW[rnd(n)] : kW[1 + rnd(n - 1)];
   }
   // A scratch displacement for an access of `bytes`: anywhere in the two pages, sometimes
   // straddling the page boundary inside them.
@@ -208,9 +220,12 @@ class Generator {
     o.reg.value = r;
     return o;
   }
-  static ZydisEncoderOperand M(int64_t disp, unsigned bytes,
-                               ZydisRegister base = ZYDIS_REGISTER_R15,
-                               ZydisRegister index = ZYDIS_REGISTER_NONE, unsigned scale = 0) {
+  // A scratch location: [base + disp].
+  ZydisEncoderOperand M(int64_t disp, unsigned bytes) const {
+    return Mx(disp, bytes, gpr(nat_, base_id_), ZYDIS_REGISTER_NONE, 0);
+  }
+  static ZydisEncoderOperand Mx(int64_t disp, unsigned bytes, ZydisRegister base,
+                                ZydisRegister index, unsigned scale) {
     ZydisEncoderOperand o;
     std::memset(&o, 0, sizeof o);
     o.type = ZYDIS_OPERAND_TYPE_MEMORY;
@@ -238,7 +253,7 @@ class Generator {
            ZydisAddressSizeHint asz = ZYDIS_ADDRESS_SIZE_HINT_NONE) {
     ZydisEncoderRequest r;
     std::memset(&r, 0, sizeof r);
-    r.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+    r.machine_mode = mode_;
     r.mnemonic = m;
     r.prefixes = prefixes;
     r.address_size_hint = asz;
@@ -264,9 +279,10 @@ class Generator {
     rule_written_ = rule_undef_ = 0;
     result_undef_ = 0;
   }
-  static int gpr_id(ZydisRegister r) {
-    const ZydisRegister big = ZydisRegisterGetLargestEnclosing(ZYDIS_MACHINE_MODE_LONG_64, r);
-    if (ZydisRegisterGetClass(big) != ZYDIS_REGCLASS_GPR64) return -1;
+  int gpr_id(ZydisRegister r) const {
+    const ZydisRegister big = ZydisRegisterGetLargestEnclosing(mode_, r);
+    const ZydisRegisterClass cls = ZydisRegisterGetClass(big);
+    if (cls != ZYDIS_REGCLASS_GPR64 && cls != ZYDIS_REGCLASS_GPR32) return -1;
     return ZydisRegisterGetId(big);
   }
 
@@ -302,7 +318,7 @@ class Generator {
       const bool writes = (o.actions & ZYDIS_OPERAND_ACTION_MASK_WRITE) != 0;
       const bool reads = (o.actions & ZYDIS_OPERAND_ACTION_MASK_READ) != 0;
       if (id == static_cast<int>(kRspId) && explicit_op) return reject();
-      if (id == static_cast<int>(kR15) && writes) return reject();
+      if (id == static_cast<int>(base_id_) && writes) return reject();
       if (undef_gprs_ >> id & 1) {
         if (reads) return reject();
         if ((o.actions & ZYDIS_OPERAND_ACTION_WRITE) != 0 && o.size >= 32) now_defined |= 1u << id;
@@ -310,9 +326,14 @@ class Generator {
     }
     const ZydisAccessedFlags* f = insn.cpu_flags;
     if (f != nullptr && (f->tested & undef_flags_ & kArith6) != 0) {
-      // cmp r15, imm8: defines CF/PF/AF/ZF/SF/OF and changes nothing else.
+      // cmp r15, imm8 (cmp ebp, imm8): defines CF/PF/AF/ZF/SF/OF and changes nothing else.
       static constexpr uint8_t kDefiner[] = {0x49, 0x83, 0xFF, 0x5A};
-      push_insn(kDefiner, sizeof kDefiner);
+      static constexpr uint8_t kDefiner32[] = {0x83, 0xFD, 0x5A};
+      if (c32_) {
+        push_insn(kDefiner32, sizeof kDefiner32);
+      } else {
+        push_insn(kDefiner, sizeof kDefiner);
+      }
       undef_flags_ = 0;
     }
     push_insn(b, n);
@@ -349,6 +370,7 @@ class Generator {
 
   // ---------------------------------------------------------------- items
   bool item() {
+    if (c32_ && chance(3)) return bcd();
     const uint64_t k = rnd(1000);
     if (k < 150) return alu();
     if (k < 190) return test();
@@ -586,25 +608,25 @@ class Generator {
       case 1:
         return enc(ZYDIS_MNEMONIC_MOVSX, {R(pick_reg(pick_width(false))), rm(8)});
       case 2:
-        return enc(ZYDIS_MNEMONIC_MOVZX, {R(pick_reg(chance(50) ? 32 : 64)), rm(16)});
+        return enc(ZYDIS_MNEMONIC_MOVZX, {R(pick_reg(big_width())), rm(16)});
       case 3:
-        return enc(ZYDIS_MNEMONIC_MOVSX, {R(pick_reg(chance(50) ? 32 : 64)), rm(16)});
+        return enc(ZYDIS_MNEMONIC_MOVSX, {R(pick_reg(big_width())), rm(16)});
       default:
-        return enc(ZYDIS_MNEMONIC_MOVSXD, {R(pick_reg(64)), rm(32)});
+        return !c32_ && enc(ZYDIS_MNEMONIC_MOVSXD, {R(pick_reg(64)), rm(32)});
     }
   }
   bool lea() {
     const unsigned w = pick_width(false);
-    const bool a32 = chance(25);
+    const bool a32 = c32_ || chance(25);
     const unsigned aw = a32 ? 32 : 64;
     const ZydisRegister base = chance(15)   ? ZYDIS_REGISTER_NONE
-                               : chance(20) ? gpr(aw, kR15)
+                               : chance(20) ? gpr(aw, base_id_)
                                             : gpr(aw, pick_gpr());
     const ZydisRegister index = chance(40) ? ZYDIS_REGISTER_NONE : gpr(aw, pick_gpr());
     static constexpr unsigned kScale[] = {1, 2, 4, 8};
     const unsigned scale = index == ZYDIS_REGISTER_NONE ? 0 : kScale[rnd(4)];
     const int64_t disp = chance(30) ? 0 : imm(chance(50) ? 8 : 32);
-    return enc(ZYDIS_MNEMONIC_LEA, {R(pick_reg(w)), M(disp, w / 8, base, index, scale)}, 0,
+    return enc(ZYDIS_MNEMONIC_LEA, {R(pick_reg(w)), Mx(disp, w / 8, base, index, scale)}, 0,
                a32 ? ZYDIS_ADDRESS_SIZE_HINT_32 : ZYDIS_ADDRESS_SIZE_HINT_64);
   }
   bool xchg() {
@@ -629,12 +651,32 @@ class Generator {
         return enc(ZYDIS_MNEMONIC_CMPXCHG, {d, R(pick_reg(w))}, lock);
     }
   }
-  bool bswap() { return enc(ZYDIS_MNEMONIC_BSWAP, {R(pick_reg(chance(50) ? 32 : 64))}); }
+  unsigned big_width() { return c32_ || chance(50) ? 32 : 64; }
+  bool bswap() { return enc(ZYDIS_MNEMONIC_BSWAP, {R(pick_reg(big_width()))}); }
   bool convert() {
     static constexpr ZydisMnemonic kM[] = {ZYDIS_MNEMONIC_CBW,  ZYDIS_MNEMONIC_CWDE,
                                            ZYDIS_MNEMONIC_CDQE, ZYDIS_MNEMONIC_CWD,
                                            ZYDIS_MNEMONIC_CDQ,  ZYDIS_MNEMONIC_CQO};
-    return enc(kM[rnd(6)], {});
+    static constexpr ZydisMnemonic kM32[] = {ZYDIS_MNEMONIC_CBW, ZYDIS_MNEMONIC_CWDE,
+                                             ZYDIS_MNEMONIC_CWD, ZYDIS_MNEMONIC_CDQ};
+    return enc(c32_ ? kM32[rnd(4)] : kM[rnd(6)], {});
+  }
+  // DAA/DAS/AAA/AAS/AAM/AAD (not valid in 64-bit mode); AAM 0 raises #DE.
+  bool bcd() {
+    switch (rnd(6)) {
+      case 0:
+        return enc(ZYDIS_MNEMONIC_DAA, {});
+      case 1:
+        return enc(ZYDIS_MNEMONIC_DAS, {});
+      case 2:
+        return enc(ZYDIS_MNEMONIC_AAA, {});
+      case 3:
+        return enc(ZYDIS_MNEMONIC_AAS, {});
+      case 4:
+        return enc(ZYDIS_MNEMONIC_AAM, {I(static_cast<int8_t>(chance(50) ? 10 : edge(8)))});
+      default:
+        return enc(ZYDIS_MNEMONIC_AAD, {I(static_cast<int8_t>(chance(50) ? 10 : edge(8)))});
+    }
   }
   bool flag_ops() {
     static constexpr ZydisMnemonic kM[] = {ZYDIS_MNEMONIC_LAHF, ZYDIS_MNEMONIC_SAHF,
@@ -645,14 +687,14 @@ class Generator {
   bool stack() {
     const bool push = chance(50);
     const bool w16 = chance(15);
-    const int64_t step = w16 ? 2 : 8;
+    const int64_t step = w16 ? 2 : nat_ / 8;
     if (push && rsp_off_ - step < 0x1100) return false;
     if (!push && rsp_off_ + step > 0x1F00) return false;
     bool ok;
     if (push) {
       switch (rnd(3)) {
         case 0:
-          ok = enc(ZYDIS_MNEMONIC_PUSH, {R(pick_reg(w16 ? 16 : 64))});
+          ok = enc(ZYDIS_MNEMONIC_PUSH, {R(pick_reg(w16 ? 16 : nat_))});
           break;
         case 1:
           ok = enc(ZYDIS_MNEMONIC_PUSH, {M(pick_disp(step), step)});
@@ -663,7 +705,7 @@ class Generator {
       }
       if (ok) rsp_off_ -= step;
     } else {
-      ok = chance(70) ? enc(ZYDIS_MNEMONIC_POP, {R(pick_reg(w16 ? 16 : 64))})
+      ok = chance(70) ? enc(ZYDIS_MNEMONIC_POP, {R(pick_reg(w16 ? 16 : nat_))})
                       : enc(ZYDIS_MNEMONIC_POP, {M(pick_disp(step), step)});
       if (ok) rsp_off_ += step;
     }
@@ -674,7 +716,7 @@ class Generator {
     static constexpr uint8_t kOp[] = {0xA4, 0xAA, 0xAC, 0xA6, 0xAE};
     const unsigned op = static_cast<unsigned>(rnd(5));
     static constexpr unsigned kSz[] = {1, 2, 4, 8};
-    const unsigned sz = kSz[rnd(4)];
+    const unsigned sz = kSz[rnd(c32_ ? 3 : 4)];
     const unsigned rep = static_cast<unsigned>(rnd(3));  // 0 none, 1 F3, 2 F2
     const bool down = chance(30);
     const unsigned n = chance(20) ? static_cast<unsigned>(rnd(2)) : static_cast<unsigned>(rnd(20));
@@ -689,10 +731,12 @@ class Generator {
     if (rep != 0 && !enc(ZYDIS_MNEMONIC_MOV, {R(ZYDIS_REGISTER_ECX), I(n)})) return false;
     const bool uses_si = op == 0 || op == 2 || op == 3;
     const bool uses_di = op != 2;
-    if (uses_si && !enc(ZYDIS_MNEMONIC_LEA, {R(ZYDIS_REGISTER_RSI), M(pick_base(), 8)}))
+    if (uses_si && !enc(ZYDIS_MNEMONIC_LEA, {R(gpr(nat_, 6)), M(pick_base(), nat_ / 8)})) {
       return false;
-    if (uses_di && !enc(ZYDIS_MNEMONIC_LEA, {R(ZYDIS_REGISTER_RDI), M(pick_base(), 8)}))
+    }
+    if (uses_di && !enc(ZYDIS_MNEMONIC_LEA, {R(gpr(nat_, 7)), M(pick_base(), nat_ / 8)})) {
       return false;
+    }
     uint8_t buf[4];
     size_t k = 0;
     if (rep == 1) buf[k++] = 0xF3;
@@ -727,14 +771,16 @@ class Generator {
     if (undef_gprs_ & 1) return false;
     if (seq_.code.size() + 32 > kMaxSeqBytes) return false;
     const size_t store_at = seq_.code.size();
-    // mov dword [r15 + disp32], imm32 is 41 C7 87 disp32 imm32 = 11 bytes; the ADD's immediate
-    // starts one byte into the next instruction.
-    const int64_t target = static_cast<int64_t>(kCodeVa + store_at + 11 + 1);
+    // mov dword [r15 + disp32], imm32 is 41 C7 87 disp32 imm32 = 11 bytes (without the REX
+    // prefix and with EBP, C7 85: 10 bytes); the ADD's immediate starts one byte into the next
+    // instruction.
+    const size_t st_len = c32_ ? 10 : 11;
+    const int64_t target = static_cast<int64_t>(kCodeVa + store_at + st_len + 1);
     const int64_t disp = target - static_cast<int64_t>(kScratchVa);
     const int32_t v = static_cast<int32_t>(imm(32));
     const uint8_t st[] = {0x41,
                           0xC7,
-                          0x87,
+                          static_cast<uint8_t>(c32_ ? 0x85 : 0x87),
                           static_cast<uint8_t>(disp),
                           static_cast<uint8_t>(disp >> 8),
                           static_cast<uint8_t>(disp >> 16),
@@ -743,7 +789,7 @@ class Generator {
                           static_cast<uint8_t>(v >> 8),
                           static_cast<uint8_t>(v >> 16),
                           static_cast<uint8_t>(v >> 24)};
-    if (!append(st, sizeof st)) return false;
+    if (!append(c32_ ? st + 1 : st, st_len)) return false;
     return bytes({0x05, 0x11, 0x22, 0x33, 0x44});
   }
   // Instructions that fault at ring 3: the sequence ends there on both sides.
@@ -770,24 +816,36 @@ class Generator {
       case 3:
         return bytes({0xEC});  // IN AL, DX with IOPL 0 and no I/O bitmap: #GP(0)
       case 4:                  // a read from the unmapped page after the scratch pages: #PF
-        return enc(ZYDIS_MNEMONIC_MOV,
-                   {R(gpr(64, r)), M(static_cast<int64_t>(kScratchSize + rnd(0x1000 - 8)), 8)});
+        return enc(
+            ZYDIS_MNEMONIC_MOV,
+            {R(gpr(nat_, r)), M(static_cast<int64_t>(kScratchSize + rnd(0x1000 - 8)), nat_ / 8)});
       case 5:  // a write that straddles into it: #PF at the guard page's first byte
         return enc(ZYDIS_MNEMONIC_MOV,
-                   {M(static_cast<int64_t>(kScratchSize - 1 - rnd(7)), 8), R(gpr(64, r))});
-      case 6: {  // a non-canonical address: #GP(0)
+                   {M(static_cast<int64_t>(kScratchSize - 1 - rnd(nat_ / 8 - 1)), nat_ / 8),
+                    R(gpr(nat_, r))});
+      case 6: {  // a non-canonical address: #GP(0); in compatibility mode an unmapped one: #PF
+        if (c32_) {
+          const int64_t a = static_cast<int32_t>(0xFFFF0000u | (rng_() & 0xFFF8u));
+          if (!enc(ZYDIS_MNEMONIC_MOV, {R(gpr(32, r)), I(a)})) return false;
+          return enc(ZYDIS_MNEMONIC_MOV,
+                     {R(gpr(32, pick_gpr())), Mx(0, 4, gpr(32, r), ZYDIS_REGISTER_NONE, 0)});
+        }
         const uint64_t a = 0x8000000000000000ull | (rng_() & 0x0000FFFFFFFFFFF8ull);
         if (!enc(ZYDIS_MNEMONIC_MOV, {R(gpr(64, r)), I(static_cast<int64_t>(a))})) return false;
-        return enc(ZYDIS_MNEMONIC_MOV, {R(gpr(64, pick_gpr())), M(0, 8, gpr(64, r))});
+        return enc(ZYDIS_MNEMONIC_MOV,
+                   {R(gpr(64, pick_gpr())), Mx(0, 8, gpr(64, r), ZYDIS_REGISTER_NONE, 0)});
       }
       default:  // divide by zero: #DE
         if (!enc(ZYDIS_MNEMONIC_MOV, {R(gpr(32, r)), I(0)})) return false;
-        return enc(chance(50) ? ZYDIS_MNEMONIC_DIV : ZYDIS_MNEMONIC_IDIV,
-                   {R(gpr(chance(50) ? 32 : 64, r))});
+        return enc(chance(50) ? ZYDIS_MNEMONIC_DIV : ZYDIS_MNEMONIC_IDIV, {R(gpr(big_width(), r))});
     }
   }
 
   std::mt19937_64 rng_;
+  bool c32_;
+  ZydisMachineMode mode_;
+  unsigned base_id_;  // the scratch base register: R15, or EBP in compatibility mode
+  unsigned nat_;      // natural (stack / address) width: 64, or 32
   ZydisDecoder dec_;
   Sequence seq_;
   uint32_t undef_flags_ = 0;

@@ -9,7 +9,8 @@
 //   0x200000 code page, 0x201000-0x202FFF scratch: mapped user-writable at kCodeVa and kScratchVa;
 //   kGuardVa is not present.
 // The state is set directly: CR0 = PE|MP|ET|NE|WP|PG, CR4 = PAE, EFER = LME|LMA|NXE, CS = 0x33
-// (64-bit code, DPL 3), SS/DS/ES/FS/GS = 0x2B (data, DPL 3), as Linux runs user code.
+// (64-bit code, DPL 3) or 0x23 (32-bit code: compatibility mode), SS/DS/ES/FS/GS = 0x2B (data,
+// DPL 3), as Linux runs user code.
 // The guest copy of a sequence ends with INT3 (gate DPL 3): the end is vector 3 with the return
 // RIP just past it; any other vector is a fault of the sequence. Either way the handler's HLT
 // stops run(), and the user state is read back from the exception frame (SDM vol. 3A 6.14.2).
@@ -100,10 +101,11 @@ class GuestRunner {
     for (uint64_t k = 0; k < kScratchSize / 4096; ++k) {
       put64(kPt + 8 * ((kScratchVa >> 12 & 511) + k), (kScratchPa + 4096 * k) | kP | kRw | kUs);
     }
-    // GDT: 0x08 kernel code (64-bit), 0x10 kernel data, 0x2B user data, 0x33 user code
-    // (64-bit), 0x40 busy 64-bit TSS (16 bytes).
+    // GDT: 0x08 kernel code (64-bit), 0x10 kernel data, 0x23 user code (32-bit), 0x2B user data,
+    // 0x33 user code (64-bit), 0x40 busy 64-bit TSS (16 bytes).
     put64(kGdt + 0x08, 0x00AF9B000000FFFFull);
     put64(kGdt + 0x10, 0x00CF93000000FFFFull);
+    put64(kGdt + 0x20, 0x00CFFB000000FFFFull);  // 0x23: user code, 32-bit
     put64(kGdt + 0x28, 0x00CFF3000000FFFFull);
     put64(kGdt + 0x30, 0x00AFFB000000FFFFull);
     const uint64_t tss_limit = 0x67;
@@ -146,7 +148,7 @@ class GuestRunner {
     }
     const uint64_t rip = get64(sp), cs = get64(sp + 8), rflags = get64(sp + 16),
                    rsp = get64(sp + 24), ss = get64(sp + 32);
-    if (cs != kUserCs || ss != kUserDs) {
+    if (cs != (s.compat32 ? kLinuxUser32Cs : kUserCs) || ss != kUserDs) {
       return "exception frame holds CS " + hex(cs) + " SS " + hex(ss) + " (vector " +
              std::to_string(vector) + ")";
     }
@@ -211,7 +213,8 @@ class GuestRunner {
     for (int r = 0; r < 16; ++r) st.gpr[r] = s.gpr[r];
     st.rip = kCodeVa;
     st.rflags = s.rflags;
-    st.seg[kCs] = Segment{kUserCs, 0, 0xFFFFFFFF, 0xA0FB};
+    st.seg[kCs] = s.compat32 ? Segment{kLinuxUser32Cs, 0, 0xFFFFFFFF, 0xC0FB}
+                             : Segment{kUserCs, 0, 0xFFFFFFFF, 0xA0FB};
     for (uint8_t i : {kEs, kSs, kDs, kFs, kGs}) st.seg[i] = Segment{kUserDs, 0, 0xFFFFFFFF, 0xC0F3};
     st.gdtr = TableReg{kGdt, 0x4F};
     st.idtr = TableReg{kIdt, 32 * 16 - 1};

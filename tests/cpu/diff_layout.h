@@ -19,8 +19,13 @@ inline constexpr uint64_t kScratchSize = 0x2000;
 inline constexpr uint64_t kGuardVa = kScratchVa + kScratchSize;
 inline constexpr uint64_t kStackInit = kScratchVa + 0x1800;
 // Room after the sequence for the end marker: the native side jumps back to its trampoline
-// (FF 25 00000000 + 8-byte address = 14 bytes), the interpreter side executes INT3.
-inline constexpr uint64_t kMaxSeqBytes = kCodeSize - 16;
+// (FF 25 00000000 + 8-byte address = 14 bytes, or a 7-byte far JMP from compatibility mode),
+// the interpreter side executes INT3.
+inline constexpr uint64_t kMaxSeqBytes = 0xE00;
+// Native compatibility-mode runs: 64-bit stubs at the end of the code page that far-jump into
+// the 32-bit sequence (CS = kLinuxUser32Cs) and back to 64-bit code (CS = kLinuxUserCs).
+inline constexpr uint64_t kEnter32Off = 0xF00, kLeave32Off = 0xF40;
+inline constexpr uint16_t kLinuxUserCs = 0x33, kLinuxUser32Cs = 0x23, kLinuxUserDs = 0x2B;
 
 // One generated sequence.
 struct Sequence {
@@ -38,6 +43,8 @@ struct Sequence {
   // A REP string instruction retires once per iteration (docs/cpu.md), so the instruction count
   // of such a sequence is not known before it runs.
   bool has_rep = false;
+  // 32-bit code in compatibility mode (else 64-bit mode).
+  bool compat32 = false;
 };
 
 // How a sequence ended.

@@ -6,6 +6,8 @@
 // the compared scratch memory) records the registers and the exception vector, error code and
 // CR2 from the signal's ucontext (Linux reports the hardware's trap number, error code and CR2)
 // and siglongjmps back. Results go to the parent through a shared anonymous mapping.
+// Compatibility-mode sequences are entered by a far JMP to Linux's 32-bit user code segment
+// (0x23) from a 64-bit stub in the code page and leave by a far JMP back to 0x33.
 // Only for x86-64 Linux hosts.
 #pragma once
 
@@ -35,9 +37,10 @@ void diff_enter();
 void diff_exit();
 }
 
-// diff_enter: save the callee-saved registers and RSP, load RFLAGS and the 16 GPRs from diff_in
-// (RSP last), jump to diff_in.entry. diff_exit: store the 16 GPRs, switch to a private stack
-// (LEA changes no flags), save RFLAGS, restore the host stack and return from diff_enter.
+// diff_enter: save the callee-saved registers and RSP, load DS/ES with SS (a 64-bit Linux process
+// runs with null DS/ES, which compatibility-mode code cannot use), load RFLAGS and the 16 GPRs
+// from diff_in (RSP last), jump to diff_in.entry. diff_exit: store the 16 GPRs, switch to a private
+// stack (LEA changes no flags), save RFLAGS, restore the host stack and return from diff_enter.
 asm(R"(
   .pushsection .text
   .globl diff_enter
@@ -51,6 +54,9 @@ diff_enter:
   push %r14
   push %r15
   mov %rsp, diff_host_rsp(%rip)
+  mov %ss, %eax
+  mov %eax, %ds
+  mov %eax, %es
   pushq diff_in+128(%rip)
   popfq
   mov diff_in+0(%rip), %rax
@@ -183,15 +189,28 @@ inline void on_signal(int, siginfo_t*, void* ctx) {
     o.faulted = false;
     std::memcpy(cp, s.code.data(), s.code.size());
     // jmp qword [rip+0]; .quad diff_exit
-    uint8_t* t = cp + s.code.size();
     const uint8_t jmp[] = {0xFF, 0x25, 0, 0, 0, 0};
-    std::memcpy(t, jmp, sizeof jmp);
     const uint64_t target = reinterpret_cast<uint64_t>(&diff_exit);
+    uint8_t* t = cp + (s.compat32 ? kLeave32Off : s.code.size());
+    std::memcpy(t, jmp, sizeof jmp);
     std::memcpy(t + sizeof jmp, &target, 8);
+    if (s.compat32) {
+      // Enter: jmp far [rip+0] with m16:32 = kCodeVa:USER32_CS. Leave: jmp far USER_CS:kLeave32Off.
+      const uint8_t enter[] = {0xFF, 0x2D, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      std::memcpy(cp + kEnter32Off, enter, sizeof enter);
+      const uint32_t entry32 = static_cast<uint32_t>(kCodeVa);
+      std::memcpy(cp + kEnter32Off + 6, &entry32, 4);
+      std::memcpy(cp + kEnter32Off + 10, &kLinuxUser32Cs, 2);
+      uint8_t* e = cp + s.code.size();
+      e[0] = 0xEA;
+      const uint32_t leave = static_cast<uint32_t>(kCodeVa + kLeave32Off);
+      std::memcpy(e + 1, &leave, 4);
+      std::memcpy(e + 5, &kLinuxUserCs, 2);
+    }
     std::memcpy(scratch, s.scratch.data(), kScratchSize);
     for (int r = 0; r < 16; ++r) diff_in.gpr[r] = s.gpr[r];
     diff_in.rflags = s.rflags;
-    diff_in.entry = kCodeVa;
+    diff_in.entry = kCodeVa + (s.compat32 ? kEnter32Off : 0);
     g_out = &o;
     if (sigsetjmp(g_jmp, 1) == 0) {
       diff_enter();
