@@ -26,6 +26,7 @@
 // CPUID).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -216,12 +217,19 @@ bool run_batch(const std::vector<Sequence>& seqs, GuestRunner& guest, Totals& t,
     // frame), and, when the instruction count is known, run(budget) with the state read from
     // Cpu::state() as the platform reads it.
     for (const bool budget : {false, true}) {
-      if (budget && (nat[i].faulted || s.has_rep)) break;
+      // (The instruction count is exact only without REP iterations and skipped instructions.)
+      const bool inexact = s.has_rep || std::find(s.maybe_skipped.begin(), s.maybe_skipped.end(),
+                                                  1) != s.maybe_skipped.end();
+      if (budget && (nat[i].faulted || inexact)) break;
       const std::string gerr = budget ? guest.run_budget(s, emu) : guest.run(s, emu);
       long idx = -1;
       std::string diff = compare(s, nat[i], emu, &idx);
       if (!gerr.empty()) diff = "  " + gerr + "\n" + diff;
-      if (!budget && idx >= 0) t.instructions += static_cast<uint64_t>(idx);
+      if (!budget && idx >= 0) {
+        // Instructions before the end / the fault, less any a taken branch may have skipped.
+        for (long k = 0; k < idx; ++k)
+          t.instructions += s.maybe_skipped[static_cast<size_t>(k)] ? 0 : 1;
+      }
       if (!diff.empty()) ++t.mismatches;
       if (diff.empty() ? !verbose : t.mismatches > kMaxReported) continue;
       std::string msg = "seed " + std::to_string(s.seed) +

@@ -34,6 +34,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <random>
+#include <vector>
 
 #include "diff_layout.h"
 
@@ -42,7 +43,7 @@ namespace apicv::cpu::difftest {
 inline constexpr uint32_t kFlagCF = 1u << 0, kFlagPF = 1u << 2, kFlagAF = 1u << 4,
                           kFlagZF = 1u << 6, kFlagSF = 1u << 7, kFlagOF = 1u << 11;
 inline constexpr uint32_t kArith6 = kFlagCF | kFlagPF | kFlagAF | kFlagZF | kFlagSF | kFlagOF;
-inline constexpr unsigned kR15 = 15, kRspId = 4;
+inline constexpr unsigned kR15 = 15, kR14 = 14, kRspId = 4;
 
 class Generator {
  public:
@@ -156,6 +157,8 @@ class Generator {
     for (unsigned r = 0; r < 16; ++r) seq_.gpr[r] = reg_value();
     seq_.gpr[kRspId] = kStackInit;
     seq_.gpr[base_id_] = kScratchVa;
+    // 64-bit mode: R14 is a fixed small signed index for [r15 + r14 * scale + disp] operands.
+    if (!c32_) seq_.gpr[kR14] = static_cast<uint64_t>(static_cast<int64_t>(rnd(256)) - 128);
     rsp_off_ = kStackInit - kScratchVa;
     seq_.rflags = 0x202 | (rng_() & kArith6);
     seq_.scratch.resize(kScratchSize);
@@ -166,11 +169,12 @@ class Generator {
   }
 
   // ---------------------------------------------------------------- operands
-  // GPRs the generator may name: all but RSP (stack) and the scratch base (R15 / EBP).
+  // GPRs the generator may write: all but RSP (stack), the scratch base (R15 / EBP) and the
+  // index R14 (64-bit mode), which are only read.
   unsigned pick_gpr() {
-    static constexpr unsigned kPool[] = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
+    static constexpr unsigned kPool[] = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13};
     static constexpr unsigned kPool32[] = {0, 1, 2, 3, 6, 7};
-    return c32_ ? kPool32[rnd(6)] : kPool[rnd(14)];
+    return c32_ ? kPool32[rnd(6)] : kPool[rnd(13)];
   }
   static ZydisRegister gpr(unsigned w, unsigned id) {
     switch (w) {
@@ -220,8 +224,21 @@ class Generator {
     o.reg.value = r;
     return o;
   }
-  // A scratch location: [base + disp].
-  ZydisEncoderOperand M(int64_t disp, unsigned bytes) const {
+  // The scratch location at offset `disp`, addressed as [base + disp] mostly, else (64-bit mode)
+  // [r15 + r14 * scale + disp'], [rip + rel32] or an absolute disp32 / moffs (the effective
+  // address is the same: enc() resolves the RIP-relative displacement once it knows the length).
+  ZydisEncoderOperand M(int64_t disp, unsigned bytes) {
+    const uint64_t k = rnd(100);
+    if (k < 8)
+      return Mx(static_cast<int64_t>(kScratchVa) + disp, bytes, ZYDIS_REGISTER_NONE,
+                ZYDIS_REGISTER_NONE, 0);
+    if (!c32_ && k < 18) return Mx(disp, bytes, ZYDIS_REGISTER_RIP, ZYDIS_REGISTER_NONE, 0);
+    if (!c32_ && k < 30) {
+      static constexpr unsigned kScale[] = {1, 2, 4, 8};
+      const unsigned sc = kScale[rnd(4)];
+      const int64_t idx = static_cast<int64_t>(seq_.gpr[kR14]);
+      return Mx(disp - idx * sc, bytes, gpr(64, kR15), gpr(64, kR14), sc);
+    }
     return Mx(disp, bytes, gpr(nat_, base_id_), ZYDIS_REGISTER_NONE, 0);
   }
   static ZydisEncoderOperand Mx(int64_t disp, unsigned bytes, ZydisRegister base,
@@ -251,22 +268,56 @@ class Generator {
   // ---------------------------------------------------------------- emission
   bool enc(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops, ZyanU64 prefixes = 0,
            ZydisAddressSizeHint asz = ZYDIS_ADDRESS_SIZE_HINT_NONE) {
+    uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
+    size_t len = 0;
+    if (!encode(m, ops, buf, &len, prefixes, asz)) {
+      clear_rule();
+      return false;
+    }
+    // A RIP-relative operand holds its scratch offset: re-encode with rel32 measured from the end
+    // of the instruction, after the flag definer append() may insert before it.
+    int rip_op = -1;
+    for (size_t k = 0; k < ops.size(); ++k) {
+      const ZydisEncoderOperand& o = ops.begin()[k];
+      if (o.type == ZYDIS_OPERAND_TYPE_MEMORY && o.mem.base == ZYDIS_REGISTER_RIP)
+        rip_op = static_cast<int>(k);
+    }
+    if (rip_op >= 0) {
+      ZydisDecodedInstruction insn;
+      ZydisDecodedOperand dops[ZYDIS_MAX_OPERAND_COUNT];
+      if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec_, buf, len, &insn, dops))) return reject();
+      const bool definer =
+          insn.cpu_flags != nullptr && (insn.cpu_flags->tested & undef_flags_ & kArith6) != 0;
+      const uint64_t next = kCodeVa + seq_.code.size() + (definer ? 4 : 0) + len;
+      std::vector<ZydisEncoderOperand> v(ops.begin(), ops.end());
+      v[static_cast<size_t>(rip_op)].mem.displacement = static_cast<int64_t>(kScratchVa) +
+                                                        ops.begin()[rip_op].mem.displacement -
+                                                        static_cast<int64_t>(next);
+      size_t len2 = 0;
+      if (!encode_ops(m, v.data(), v.size(), buf, &len2, prefixes, asz) || len2 != len)
+        return reject();
+    }
+    return append(buf, len);
+  }
+  bool encode(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops, uint8_t* buf,
+              size_t* out_len, ZyanU64 prefixes = 0,
+              ZydisAddressSizeHint asz = ZYDIS_ADDRESS_SIZE_HINT_NONE) {
+    return encode_ops(m, ops.begin(), ops.size(), buf, out_len, prefixes, asz);
+  }
+  bool encode_ops(ZydisMnemonic m, const ZydisEncoderOperand* ops, size_t n, uint8_t* buf,
+                  size_t* out_len, ZyanU64 prefixes, ZydisAddressSizeHint asz) {
     ZydisEncoderRequest r;
     std::memset(&r, 0, sizeof r);
     r.machine_mode = mode_;
     r.mnemonic = m;
     r.prefixes = prefixes;
     r.address_size_hint = asz;
-    r.operand_count = static_cast<ZyanU8>(ops.size());
-    unsigned k = 0;
-    for (const auto& o : ops) r.operands[k++] = o;
-    uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
-    ZyanUSize len = sizeof buf;
-    if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(&r, buf, &len))) {
-      clear_rule();
-      return false;
-    }
-    return append(buf, len);
+    r.operand_count = static_cast<ZyanU8>(n);
+    for (size_t k = 0; k < n; ++k) r.operands[k] = ops[k];
+    ZyanUSize len = ZYDIS_MAX_INSTRUCTION_LENGTH;
+    if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(&r, buf, &len))) return false;
+    *out_len = len;
+    return true;
   }
   bool bytes(std::initializer_list<uint8_t> b) {
     uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
@@ -319,6 +370,7 @@ class Generator {
       const bool reads = (o.actions & ZYDIS_OPERAND_ACTION_MASK_READ) != 0;
       if (id == static_cast<int>(kRspId) && explicit_op) return reject();
       if (id == static_cast<int>(base_id_) && writes) return reject();
+      if (!c32_ && id == static_cast<int>(kR14) && writes) return reject();
       if (undef_gprs_ >> id & 1) {
         if (reads) return reject();
         if ((o.actions & ZYDIS_OPERAND_ACTION_WRITE) != 0 && o.size >= 32) now_defined |= 1u << id;
@@ -360,6 +412,8 @@ class Generator {
     seq_.undef_flags.push_back(undef_flags_);
     seq_.undef_gprs.push_back(undef_gprs_);
     seq_.offs.push_back(static_cast<uint32_t>(seq_.code.size()));
+    seq_.maybe_skipped.push_back(next_skippable_ ? 1 : 0);
+    next_skippable_ = false;
     seq_.code.insert(seq_.code.end(), b, b + n);
   }
   void set_rule(uint32_t written, uint32_t undefined) {
@@ -391,7 +445,10 @@ class Generator {
     if (k < 805) return flag_ops();
     if (k < 855) return stack();
     if (k < 905) return string();
-    if (k < 985) return mov();
+    if (k < 945) return mov();
+    if (k < 965) return branch();
+    if (k < 975) return flags_stack();
+    if (k < 985) return cmpxchg_wide();
     if (k < 993) return smc();
     return fault_probe();
   }
@@ -765,6 +822,94 @@ class Generator {
         return enc(ZYDIS_MNEMONIC_MOV, {M(pick_disp(w / 8), w / 8), I(imm(w))});
     }
   }
+  // A forward Jcc / JMP / LOOPcc / JrCXZ over one MOV r, imm (no flags, a defined register, so
+  // the undefined-state record holds whether or not it is skipped), or CALL to the next
+  // instruction and POP of the pushed return address.
+  bool branch() {
+    const unsigned r = pick_gpr();
+    if (undef_gprs_ >> r & 1) return false;
+    if (chance(15)) {
+      if (rsp_off_ - nat_ / 8 < 0x1100) return false;
+      if (!bytes({0xE8, 0, 0, 0, 0})) return false;
+      return enc(ZYDIS_MNEMONIC_POP, {R(gpr(nat_, r))});
+    }
+    uint8_t mv[ZYDIS_MAX_INSTRUCTION_LENGTH];
+    size_t mlen = 0;
+    if (!encode(ZYDIS_MNEMONIC_MOV, {R(gpr(big_width(), r)), I(imm(32))}, mv, &mlen)) return false;
+    if (seq_.code.size() + mlen + 16 > kMaxSeqBytes) return false;
+    const auto cc = static_cast<uint8_t>(rnd(16));
+    const auto d8 = static_cast<uint8_t>(mlen);
+    bool ok;
+    switch (rnd(8)) {
+      case 0:
+      case 1:
+      case 2:
+        ok = bytes({static_cast<uint8_t>(0x70 + cc), d8});
+        break;  // Jcc rel8
+      case 3:
+        ok = bytes({0x0F, static_cast<uint8_t>(0x80 + cc), d8, 0, 0, 0});
+        break;  // Jcc rel32
+      case 4:
+        ok = bytes({0xEB, d8});
+        break;  // JMP rel8
+      case 5:
+        ok = bytes({0xE2, d8});
+        break;  // LOOP
+      case 6:
+        ok = bytes({static_cast<uint8_t>(chance(50) ? 0xE1 : 0xE0), d8});
+        break;  // LOOPcc
+      default:
+        ok = chance(50) ? bytes({0xE3, d8}) : bytes({0x67, 0xE3, d8});
+        break;  // JrCXZ
+    }
+    if (!ok) return false;
+    next_skippable_ = true;
+    return append(mv, mlen);
+  }
+  // PUSHF, or POPF of a chosen image: arithmetic flags, DF, NT, ID, and IF/IOPL (which POPF at
+  // CPL 3 must leave alone). Not TF (a single-step trap) and not AC (alignment checking would
+  // also apply to the native child's own code after the sequence).
+  bool flags_stack() {
+    const bool w16 = chance(20);
+    const int64_t step = w16 ? 2 : nat_ / 8;
+    if (rsp_off_ - step < 0x1100) return false;
+    if (chance(40)) {
+      const bool ok = w16 ? bytes({0x66, 0x9C}) : bytes({0x9C});
+      if (ok) rsp_off_ -= step;
+      return ok;
+    }
+    static constexpr uint32_t kBits[] = {kFlagCF, kFlagPF,  kFlagAF,  kFlagZF,  kFlagSF,  kFlagOF,
+                                         1u << 9, 1u << 10, 1u << 12, 1u << 13, 1u << 14, 1u << 21};
+    uint32_t v = 2;
+    for (uint32_t b : kBits) {
+      if (chance(50)) v |= b;
+    }
+    if (w16) {
+      if (!bytes({0x66, 0x68, static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)})) return false;
+      return bytes({0x66, 0x9D});
+    }
+    if (!bytes({0x68, static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8),
+                static_cast<uint8_t>(v >> 16), 0})) {
+      return false;
+    }
+    return bytes({0x9D});
+  }
+  // CMPXCHG8B / CMPXCHG16B (16-byte alignment required: #GP(0) otherwise); EDX:EAX / RDX:RAX
+  // loaded from the operand half of the time so that the exchange happens.
+  bool cmpxchg_wide() {
+    const bool b16 = !c32_ && chance(50);
+    const unsigned n = b16 ? 16 : 8;
+    const int64_t d = chance(85) ? static_cast<int64_t>(rnd(kScratchSize / n) * n)
+                                 : static_cast<int64_t>(rnd(kScratchSize - n + 1));
+    if (chance(50)) {
+      const unsigned hw = n * 4;
+      if (!enc(ZYDIS_MNEMONIC_MOV, {R(gpr(hw, 0)), M(d, n / 2)})) return false;
+      if (!enc(ZYDIS_MNEMONIC_MOV, {R(gpr(hw, 2)), M(d + n / 2, n / 2)})) return false;
+    }
+    return enc(b16 ? ZYDIS_MNEMONIC_CMPXCHG16B : ZYDIS_MNEMONIC_CMPXCHG8B, {M(d, n)},
+               chance(50) ? ZYDIS_ATTRIB_HAS_LOCK : 0);
+  }
+
   // Self-modifying code: store into the immediate of the next instruction (ADD EAX, imm32),
   // which both the host and the interpreter must then execute with the new value.
   bool smc() {
@@ -855,6 +1000,7 @@ class Generator {
   bool rule_set_ = false;
   uint32_t rule_written_ = 0, rule_undef_ = 0;
   uint16_t result_undef_ = 0;
+  bool next_skippable_ = false;
 };
 
 }  // namespace apicv::cpu::difftest

@@ -32,6 +32,8 @@ struct Sequence {
   uint64_t seed = 0;
   std::vector<uint8_t> code;
   std::vector<uint32_t> offs;  // offset of each instruction; offs.size() instructions
+  // 1 for an instruction a taken forward branch jumps over (not counted as executed).
+  std::vector<uint8_t> maybe_skipped;
   // Before instruction i (index offs.size() = after the last one): RFLAGS bits and GPRs
   // (bit n = GPR n) whose value the SDM leaves undefined at that point; they are masked in the
   // comparison. Filled by the generator from per-instruction rules (diff_gen.h).
