@@ -377,7 +377,9 @@ class Generator {
       }
     }
     const ZydisAccessedFlags* f = insn.cpu_flags;
-    if (f != nullptr && (f->tested & undef_flags_ & kArith6) != 0) {
+    const bool definer = f != nullptr && (f->tested & undef_flags_ & kArith6) != 0;
+    if (splits_cache_line_locked(insn, ops, n, definer)) return reject();
+    if (definer) {
       // cmp r15, imm8 (cmp ebp, imm8): defines CF/PF/AF/ZF/SF/OF and changes nothing else.
       static constexpr uint8_t kDefiner[] = {0x49, 0x83, 0xFF, 0x5A};
       static constexpr uint8_t kDefiner32[] = {0x83, 0xFD, 0x5A};
@@ -406,6 +408,42 @@ class Generator {
   }
   bool reject() {
     clear_rule();
+    return false;
+  }
+  // A locked access (LOCK prefix, or XCHG with memory) that splits a cache line: on Intel hosts
+  // with split-lock detection it raises #AC or is throttled by the kernel (~10 ms each), which
+  // is the host's configuration, not the architecture; the generator keeps locked accesses
+  // inside one line. BTS/BTR/BTC with a register bit offset address an operand-sized word from
+  // the operand's address, so an aligned operand address is enough there.
+  bool splits_cache_line_locked(const ZydisDecodedInstruction& insn, const ZydisDecodedOperand* ops,
+                                size_t len, bool definer) const {
+    const bool locked =
+        (insn.attributes & ZYDIS_ATTRIB_HAS_LOCK) != 0 || insn.mnemonic == ZYDIS_MNEMONIC_XCHG;
+    if (!locked) return false;
+    for (unsigned k = 0; k < insn.operand_count; ++k) {
+      const ZydisDecodedOperand& o = ops[k];
+      if (o.type != ZYDIS_OPERAND_TYPE_MEMORY ||
+          o.visibility != ZYDIS_OPERAND_VISIBILITY_EXPLICIT) {
+        continue;
+      }
+      uint64_t ea = static_cast<uint64_t>(o.mem.disp.value);
+      if (o.mem.base == ZYDIS_REGISTER_RIP) {
+        ea += kCodeVa + seq_.code.size() + (definer ? 4 : 0) + len;
+      } else if (o.mem.base != ZYDIS_REGISTER_NONE) {
+        ea += seq_.gpr[static_cast<size_t>(gpr_id(o.mem.base))];
+      }
+      if (o.mem.index != ZYDIS_REGISTER_NONE) {
+        ea += seq_.gpr[static_cast<size_t>(gpr_id(o.mem.index))] * o.mem.scale;
+      }
+      if (c32_) ea &= 0xFFFFFFFFu;
+      const uint64_t bytes = o.size / 8;
+      const bool bit_offset =
+          insn.operand_count_visible == 2 && ops[1].type == ZYDIS_OPERAND_TYPE_REGISTER &&
+          (insn.mnemonic == ZYDIS_MNEMONIC_BTS || insn.mnemonic == ZYDIS_MNEMONIC_BTR ||
+           insn.mnemonic == ZYDIS_MNEMONIC_BTC);
+      if (bit_offset) return ea % bytes != 0;
+      return (ea & 63) + bytes > 64;
+    }
     return false;
   }
   void push_insn(const uint8_t* b, size_t n) {
