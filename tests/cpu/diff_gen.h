@@ -25,6 +25,18 @@
 //   BSF/BSR with a zero source: the destination register is masked until fully rewritten.
 //   SHLD/SHRD 16-bit with a count > 16 (undefined result): not generated.
 //   BSWAP r16 (undefined result): not generated.
+// Host-dependent behaviour kept out by construction: no locked access splits a cache line
+// (split-lock detection), POPF never sets TF or AC, no RDTSC/CPUID/RDRAND.
+//
+// Instructions: ADD/ADC/SUB/SBB/AND/OR/XOR/CMP/TEST, INC/DEC/NEG/NOT, shifts and rotates (counts
+// 0, 1, w-1, w, w+1, any; immediate or CL), SHLD/SHRD, MUL/IMUL (1-3 operands)/DIV/IDIV (with
+// #DE), BT/BTS/BTR/BTC (register bit offsets reaching outside the operand), BSF/BSR, POPCNT,
+// SETcc/CMOVcc, MOVZX/MOVSX/MOVSXD, LEA (64/32-bit addressing), XCHG/XADD/CMPXCHG/CMPXCHG8B/16B
+// (LOCK half of the time), BSWAP, CBW..CQO, LAHF/SAHF, CLC/STC/CMC, PUSH/POP (16/64), PUSHF/POPF,
+// MOVS/STOS/LODS/CMPS/SCAS with REP/REPE/REPNE and DF = 0/1, forward Jcc/JMP/LOOPcc/JrCXZ,
+// CALL/POP, MOV, self-modifying stores, and faulting probes (#UD, #GP at CPL 3, #PF read/write/
+// read-modify-write, non-canonical #GP/#SS, #DE). Memory operands: [r15 + disp] (page-crossing
+// ones included), [r15 + r14 * scale + disp], [rip + rel32], absolute disp32.
 #pragma once
 
 #include <Zydis/Zydis.h>
