@@ -40,6 +40,7 @@ namespace apicv::cpu::test {
 namespace {
 
 APICV_CPU_PROGRAM(boot)
+APICV_CPU_PROGRAM(modes)
 APICV_CPU_PROGRAM(pm)
 APICV_CPU_PROGRAM(paging)
 APICV_CPU_PROGRAM(df)
@@ -387,6 +388,24 @@ TEST(CpuPrograms, BootWalksRealProtectedLongAndUserModes) {
           {0x570, 8, 0, "faulting RIP - user_hlt"},
           {0x578, 4, 0xD0E, "end marker"},
       });
+}
+
+// modes.S: 16-bit protected mode, back to real mode, long mode again, compatibility mode.
+TEST(CpuPrograms, ModeSwitchesBothWays) {
+  CheckProgram("modes", program_modes(), 1, {},
+               {
+                   {0x500, 2, 2, "PUSH imm size in 16-bit protected mode"},
+                   {0x502, 2, 0, "CS in real mode after CR0.PE = 0 and a far JMP"},
+                   {0x504, 2, 0x4141, "INT 0x41 through the IVT in real mode again"},
+                   {0x506, 2, 2, "PUSH imm size in real mode"},
+                   {0x508, 4, 8, "PUSH imm size in 64-bit mode"},
+                   {0x50C, 4, 0x500, "EFER in 64-bit mode: LME LMA"},
+                   {0x510, 4, 4, "PUSH imm size in compatibility mode"},
+                   {0x514, 4, 0x500, "EFER in compatibility mode: LMA still set"},
+                   {0x518, 4, 4, "0x48 is DEC EAX in compatibility mode"},
+                   {0x51C, 4, 0x18, "CS back in 64-bit mode after a far JMP"},
+                   {0x520, 8, 0, "0x48 is REX.W in 64-bit mode: INC RAX wraps -1 to 0"},
+               });
 }
 
 // pm.S: 32-bit privilege changes, far CALL/RETF, the TSS I/O bitmap and gate DPL checks.
