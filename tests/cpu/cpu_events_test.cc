@@ -46,6 +46,7 @@ APICV_CPU_PROGRAM(paging)
 APICV_CPU_PROGRAM(df)
 APICV_CPU_PROGRAM(ist)
 APICV_CPU_PROGRAM(shadows)
+APICV_CPU_PROGRAM(nmi)
 APICV_CPU_PROGRAM(sipi)
 APICV_CPU_PROGRAM(reset)
 
@@ -77,6 +78,7 @@ class ProgramHost : public CpuHost {
   uint64_t tsc_aux() override { return 0; }
 
   std::deque<uint8_t> pending;  // fixed interrupts accepted, not yet injected
+  bool nmi_pending = false;     // an NMI accepted, not yet injected (NMIs blocked)
 
  private:
   ProgramMachine* m_;
@@ -119,6 +121,10 @@ class ProgramMachine {
       for (size_t i = 0; i < cpus_.size() && !out_.exited; ++i) {
         Cpu& c = *cpus_[i];
         ProgramHost& h = *hosts_[i];
+        if (h.nmi_pending && !c.nmi_blocked()) {  // as KVM injects at an open NMI window
+          c.inject_nmi();
+          h.nmi_pending = false;
+        }
         if (!h.pending.empty()) {
           if (c.ready_for_interrupt()) {
             c.inject_interrupt(h.pending.front());
@@ -133,7 +139,8 @@ class ProgramMachine {
         }
       }
       total += round;
-      const bool work_left = !hosts_[0]->pending.empty() && (cpus_[0]->state().rflags & 0x200);
+      const bool work_left = (!hosts_[0]->pending.empty() && (cpus_[0]->state().rflags & 0x200)) ||
+                             hosts_[0]->nmi_pending;
       if (round == 0 && !work_left && !out_.exited && out_.problem.empty()) {
         out_.problem = "no CPU can make progress; BSP rip " + hex(cpus_[0]->state().rip);
       }
@@ -194,6 +201,8 @@ void ProgramHost::mmio_write(uint64_t gpa, const void* data, unsigned len) {
     if (!hit) continue;
     if (mode == 0) {
       m_->host(t).pending.push_back(static_cast<uint8_t>(v));
+    } else if (mode == 4) {
+      m_->host(t).nmi_pending = true;
     } else if (mode == 5 && (v & 0x4000)) {  // INIT, level assert
       m_->host(t).pending.clear();
       m_->cpu(t).init(true);
@@ -542,6 +551,17 @@ TEST(CpuPrograms, InterruptAndDebugShadows) {
           {0x540, 4, 5, "#DB count", nullptr, kMovSsBug},
           {0x544, 4, 0x4000, "DR6.BS set"},
       });
+}
+
+// nmi.S: NMI blocking until IRET.
+TEST(CpuPrograms, NmiBlockedUntilIret) {
+  CheckProgram("nmi", program_nmi(), 1, {},
+               {
+                   {0x500, 4, 2, "NMIs taken"},
+                   {0x504, 4, 0, "NMI handlers running at the end"},
+                   {0x508, 4, 1, "deepest NMI nesting: the second NMI waited"},
+                   {0x510, 4, 1, "NMIs taken before the first handler's IRET"},
+               });
 }
 
 // sipi.S: INIT, wait-for-SIPI, SIPI ignored when not waiting, INIT from long mode.

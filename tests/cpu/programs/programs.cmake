@@ -8,7 +8,7 @@ find_program(APICV_CPU_PROG_AS NAMES as REQUIRED)
 find_program(APICV_CPU_PROG_LD NAMES ld REQUIRED)
 find_program(APICV_CPU_PROG_OBJCOPY NAMES objcopy REQUIRED)
 
-set(APICV_CPU_PROGRAMS boot modes pm paging df ist shadows sipi reset)
+set(APICV_CPU_PROGRAMS boot modes pm paging df ist shadows nmi sipi reset)
 set(prog_src ${CMAKE_CURRENT_LIST_DIR})
 set(prog_out ${CMAKE_CURRENT_BINARY_DIR}/cpu_programs)
 file(MAKE_DIRECTORY ${prog_out})
