@@ -66,8 +66,10 @@ std::string hex(uint64_t v) {
 
 std::string flag_names(uint32_t f) {
   static const std::pair<uint32_t, const char*> kN[] = {
-      {kFlagCF, "CF"}, {kFlagPF, "PF"}, {kFlagAF, "AF"},  {kFlagZF, "ZF"},
-      {kFlagSF, "SF"}, {kFlagOF, "OF"}, {1u << 10, "DF"}, {1u << 16, "RF"}};
+      {kFlagCF, "CF"},     {kFlagPF, "PF"},     {kFlagAF, "AF"},  {kFlagZF, "ZF"},
+      {kFlagSF, "SF"},     {kFlagOF, "OF"},     {1u << 9, "IF"},  {1u << 10, "DF"},
+      {1u << 12, "IOPL0"}, {1u << 13, "IOPL1"}, {1u << 14, "NT"}, {1u << 16, "RF"},
+      {1u << 18, "AC"},    {1u << 21, "ID"}};
   std::string s;
   for (const auto& [bit, name] : kN) {
     if (f & bit) s += std::string(s.empty() ? "" : "|") + name;
