@@ -495,7 +495,9 @@ class Generator {
     if (k < 805) return flag_ops();
     if (k < 855) return stack();
     if (k < 905) return string();
-    if (k < 945) return mov();
+    if (k < 930) return mov();
+    if (k < 938) return frame();
+    if (k < 945) return xlat();
     if (k < 965) return branch();
     if (k < 975) return flags_stack();
     if (k < 985) return cmpxchg_wide();
@@ -915,6 +917,33 @@ class Generator {
     if (!ok) return false;
     next_skippable_ = true;
     return append(mv, mlen);
+  }
+  // ENTER size, level 0/1; a store into the new frame through RBP; LEAVE. Kept adjacent so that
+  // nothing changes RBP in between (LEAVE loads RSP from it). No 16-bit forms: they write BP
+  // only, and LEAVE would then load RSP from a partly random RBP.
+  bool frame() {
+    const unsigned size = static_cast<unsigned>(chance(30) ? rnd(64) : rnd(9) * 8);
+    const unsigned level = static_cast<unsigned>(rnd(2));
+    const int64_t need = size + 2 * (nat_ / 8) + 8;
+    if (rsp_off_ - need < 0x1100) return false;
+    if (undef_gprs_ >> 5 & 1) return false;
+    if (!bytes({0xC8, static_cast<uint8_t>(size), static_cast<uint8_t>(size >> 8),
+                static_cast<uint8_t>(level)})) {
+      return false;
+    }
+    const unsigned w = pick_width();
+    const int64_t at = -static_cast<int64_t>(w / 8) - static_cast<int64_t>(rnd(size / 8 + 1)) * 8;
+    // The store may be refused (e.g. AH with a REX prefix); the frame is torn down either way.
+    enc(ZYDIS_MNEMONIC_MOV, {Mx(at, w / 8, gpr(nat_, 5), ZYDIS_REGISTER_NONE, 0), R(pick_reg(w))});
+    return bytes({0xC9});
+  }
+  // XLAT: AL := [rBX + AL], with rBX pointing into the scratch pages.
+  bool xlat() {
+    if (!enc(ZYDIS_MNEMONIC_LEA,
+             {R(gpr(nat_, 3)), M(static_cast<int64_t>(rnd(kScratchSize - 256)), nat_ / 8)})) {
+      return false;
+    }
+    return chance(50) || c32_ ? bytes({0xD7}) : bytes({0x48, 0xD7});
   }
   // PUSHF, or POPF of a chosen image: arithmetic flags, DF, ID, and IF/IOPL (which POPF at CPL 3
   // must leave alone). Not TF (a single-step trap), not AC (alignment checking would also apply
