@@ -191,6 +191,16 @@ struct Core {
     write_lin_slow(lin, size, v, user);
   }
   uint64_t read_lin_slow(uint64_t lin, unsigned size, bool user);
+  // The read half of a read-modify-write: translated for writing, so a fault reports the W bit
+  // (SDM vol. 3A 4.7) and the dirty bit is set by the walk, before anything is written.
+  APICV_CPU_INLINE uint64_t read_lin_rmw(uint64_t lin, unsigned size, bool user) {
+    if (((lin & 0xFFF) + size) <= 0x1000) {
+      uint8_t* p = host_ptr(wtlb, lin, kWrite, user);
+      if (p) return load_host(p, size);
+    }
+    return read_lin_rmw_slow(lin, size, user);
+  }
+  uint64_t read_lin_rmw_slow(uint64_t lin, unsigned size, bool user);
   void write_lin_slow(uint64_t lin, unsigned size, uint64_t v, bool user);
   // Physical accesses (RAM or MMIO).
   uint64_t read_phys(uint64_t pa, unsigned size);
@@ -209,7 +219,7 @@ struct Core {
           return __atomic_load_n(reinterpret_cast<const uint32_t*>(p), __ATOMIC_ACQUIRE);
         }
         break;
-      default:
+      case 8:
         if ((reinterpret_cast<uintptr_t>(p) & 7) == 0) {
           return __atomic_load_n(reinterpret_cast<const uint64_t*>(p), __ATOMIC_ACQUIRE);
         }
@@ -236,7 +246,7 @@ struct Core {
           return;
         }
         break;
-      default:
+      case 8:
         if ((reinterpret_cast<uintptr_t>(p) & 7) == 0) {
           __atomic_store_n(reinterpret_cast<uint64_t*>(p), v, __ATOMIC_RELEASE);
           return;
@@ -252,6 +262,9 @@ struct Core {
   }
   APICV_CPU_INLINE void wr(uint8_t seg, uint64_t off, unsigned size, uint64_t v) {
     write_lin(linear(seg, off, size, true), size, v, user_access());
+  }
+  APICV_CPU_INLINE uint64_t rd_rmw(uint8_t seg, uint64_t off, unsigned size) {
+    return read_lin_rmw(linear(seg, off, size, true), size, user_access());
   }
   // Supervisor-mode implicit accesses (descriptor tables, IDT, TSS): SDM vol. 3A 4.6.
   uint64_t rd_sys(uint64_t lin, unsigned size) { return read_lin(lin, size, false); }
@@ -317,6 +330,7 @@ struct Core {
   void deliver_fault(const GuestFault& f);
   void iret(unsigned osz);
   int fault_depth = 0;  // faults raised while delivering (table 6-5)
+  bool fault_rf = false;  // delivering a fault: the pushed RFLAGS has RF set (SDM vol. 3A 17.3.1.1)
   uint8_t delivering = 0xFF;
 
   // ---- system

@@ -291,7 +291,9 @@ RunResult run_core(Core& c, uint64_t budget) {
       c.retired += done;
       done = 0;
       if (shadow) c.s.sti_shadow = c.s.mov_ss_shadow = false;
-      if (tf && c.s.activity == Activity::kActive) {
+      // A single-step trap is held off by the MOV SS / POP SS the instruction just executed
+      // (SDM vol. 3A 6.8.3), and is taken after the next one.
+      if (tf && c.s.activity == Activity::kActive && !c.s.mov_ss_shadow) {
         c.s.dr[6] |= 0x4000;  // BS
         c.deliver_event(kExcDB, Core::EventKind::kException, false, 0);
       }
@@ -320,6 +322,8 @@ RunResult run_core(Core& c, uint64_t budget) {
       }
     }
   }
+  // The platform reads RFLAGS from state() between runs: materialize the lazy flags.
+  c.flags();
   result.reason = reason;
   result.retired = c.retired - start;
   return result;
@@ -357,13 +361,14 @@ void Cpu::reset() {
 
 void Cpu::init(bool wait_for_sipi) {
   CpuState& s = core_->s;
-  const uint64_t efer = s.efer, star = s.star, lstar = s.lstar, cstar = s.cstar,
+  const uint64_t star = s.star, lstar = s.lstar, cstar = s.cstar,
                  sfmask = s.sfmask, kgs = s.kernel_gs_base, pat = s.pat;
   const uint64_t cr0 = s.cr0;
   reset();
-  // INIT keeps CR0.CD/NW, EFER and the MSRs (SDM vol. 3A table 10-1 "following INIT").
+  // INIT keeps CR0.CD/NW and the SYSCALL/PAT MSRs (SDM vol. 3A table 10-1 "following INIT");
+  // EFER is cleared, as KVM's kvm_vcpu_reset(init_event) and QEMU do.
   s.cr0 = (s.cr0 & ~(kCr0Cd | kCr0Nw)) | (cr0 & (kCr0Cd | kCr0Nw));
-  s.efer = efer & ~kEferLma;  // LMA follows CR0.PG, which INIT clears
+  s.efer = 0;
   s.star = star, s.lstar = lstar, s.cstar = cstar, s.sfmask = sfmask, s.kernel_gs_base = kgs;
   s.pat = pat;
   s.activity = wait_for_sipi ? Activity::kWaitForSipi : Activity::kActive;

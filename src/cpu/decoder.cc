@@ -467,7 +467,8 @@ bool build(const Core& c, const ZydisDecodedInstruction& z, const ZydisDecodedOp
     case ZYDIS_MNEMONIC_SCASD: case ZYDIS_MNEMONIC_SCASQ: case ZYDIS_MNEMONIC_INSB:
     case ZYDIS_MNEMONIC_INSW: case ZYDIS_MNEMONIC_INSD: case ZYDIS_MNEMONIC_OUTSB:
     case ZYDIS_MNEMONIC_OUTSW: case ZYDIS_MNEMONIC_OUTSD: {
-      if (z.meta.category != ZYDIS_CATEGORY_STRINGOP) {
+      if (z.meta.category != ZYDIS_CATEGORY_STRINGOP &&
+          z.meta.category != ZYDIS_CATEGORY_IOSTRINGOP) {
         in.fn = h_ud;  // SSE MOVSD/CMPSD
         break;
       }

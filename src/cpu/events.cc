@@ -290,7 +290,7 @@ void Core::deliver_event(uint8_t vector, EventKind kind, bool has_error, uint32_
   // Remember what is being delivered: a fault raised on the way is classified against it.
   delivering = kind == EventKind::kException ? vector : kDeliveringInterrupt;
   const uint64_t ret = software(kind) ? next_rip : s.rip;
-  const uint64_t fl = flags();
+  const uint64_t fl = flags() | (fault_rf ? kRF : 0);
   const bool push_error = has_error && kind == EventKind::kException;
   if (!protected_) {
     deliver_real(*this, vector, ret, fl);  // no error codes in real mode
@@ -324,10 +324,13 @@ void Core::deliver_fault(const GuestFault& first) {
       f = GuestFault{kExcDF, true, 0};
     }
     try {
+      fault_rf = true;  // faults push RF = 1 so IRET does not re-trigger an instruction breakpoint
       deliver_event(f.vector, EventKind::kException, f.has_error, f.error);
+      fault_rf = false;
       fault_depth = 0;
       return;
     } catch (const GuestFault& g) {
+      fault_rf = false;
       f = g;  // delivery itself faulted: classify against `delivering` (table 6-5)
     }
   }

@@ -99,7 +99,7 @@ void h_alu(Core& c, const Insn& i) {
     alu<Op>(c, sz, old, b);
     return;
   }
-  const uint64_t a = c.rd(i.seg, addr, sz);
+  const uint64_t a = kWrites ? c.rd_rmw(i.seg, addr, sz) : c.rd(i.seg, addr, sz);
   const uint64_t r = alu<Op>(c, sz, a, b);
   if (kWrites) c.wr(i.seg, addr, sz, r);
 }
@@ -123,7 +123,7 @@ uint64_t rmw(Core& c, const Insn& i, unsigned sz, F op) {
   }
   const uint64_t addr = c.ea(i);
   if (i.flags & kInsnLock) return c.locked_rmw(i.seg, addr, sz, op);
-  const uint64_t a = c.rd(i.seg, addr, sz);
+  const uint64_t a = c.rd_rmw(i.seg, addr, sz);
   c.wr(i.seg, addr, sz, op(a));
   return a;
 }
@@ -136,7 +136,7 @@ void h_shift(Core& c, const Insn& i) {
   unsigned cnt = static_cast<unsigned>(C == ShiftCount::kCl ? c.s.gpr[kRcx] : i.imm);
   cnt &= (sz == 8 ? 0x3F : 0x1F);
   const uint64_t addr = i.is_mem() ? c.ea(i) : 0;
-  const uint64_t a = (i.is_mem() ? c.rd(i.seg, addr, sz) : c.reg(i.rm, sz)) & m;
+  const uint64_t a = (i.is_mem() ? c.rd_rmw(i.seg, addr, sz) : c.reg(i.rm, sz)) & m;
   auto store = [&](uint64_t r) {
     if (i.is_mem()) {
       c.wr(i.seg, addr, sz, r & m);
@@ -261,7 +261,7 @@ void h_bit(Core& c, const Insn& i) {
     } else if (i.flags & kInsnLock) {
       old = c.locked_rmw(i.seg, addr, sz, [&](uint64_t a) { return apply(a, bit); });
     } else {
-      old = c.rd(i.seg, addr, sz);
+      old = c.rd_rmw(i.seg, addr, sz);
       c.wr(i.seg, addr, sz, apply(old, bit));
     }
   }
@@ -371,8 +371,17 @@ void h_xchg(Core& c, const Insn& i) {
 void h_xadd(Core& c, const Insn& i) {
   const unsigned sz = i.osz;
   const uint64_t b = c.reg(i.reg, sz);
-  const uint64_t a = rmw(c, i, sz, [&](uint64_t v) { return (v + b) & size_mask(sz); });
-  c.set_reg(i.reg, sz, a);
+  uint64_t a;
+  if (!i.is_mem()) {
+    // The sum is written last: `xadd r, r` leaves the sum in r (SDM: TEMP <- SRC + DEST;
+    // SRC <- DEST; DEST <- TEMP).
+    a = c.reg(i.rm, sz);
+    c.set_reg(i.reg, sz, a);
+    c.set_reg(i.rm, sz, (a + b) & size_mask(sz));
+  } else {
+    a = rmw(c, i, sz, [&](uint64_t v) { return (v + b) & size_mask(sz); });
+    c.set_reg(i.reg, sz, a);
+  }
   lazy(c, LazyOp::kAdd, sz, (a + b) & size_mask(sz), a, b);
 }
 
@@ -387,7 +396,7 @@ void h_cmpxchg(Core& c, const Insn& i) {
     old = c.locked_rmw(i.seg, c.ea(i), sz, [&](uint64_t v) { return v == acc ? src : v; });
   } else {
     const uint64_t addr = c.ea(i);
-    old = c.rd(i.seg, addr, sz);
+    old = c.rd_rmw(i.seg, addr, sz);
     c.wr(i.seg, addr, sz, old == acc ? src : old);  // the processor always writes
   }
   lazy(c, LazyOp::kSub, sz, (acc - old) & size_mask(sz), acc, old);
@@ -404,7 +413,7 @@ void h_cmpxchg8b(Core& c, const Insn& i) {
     if (i.flags & kInsnLock) {
       old = c.locked_rmw(i.seg, addr, 8, [&](uint64_t v) { return v == expect ? desired : v; });
     } else {
-      old = c.rd(i.seg, addr, 8);
+      old = c.rd_rmw(i.seg, addr, 8);
       c.wr(i.seg, addr, 8, old == expect ? desired : old);
     }
     equal = old == expect;
@@ -553,7 +562,7 @@ void double_shift(Core& c, const Insn& i, bool left) {
   const uint64_t m = size_mask(sz);
   unsigned cnt = static_cast<unsigned>(i.op ? c.s.gpr[kRcx] : i.imm) & (sz == 8 ? 0x3F : 0x1F);
   const uint64_t addr = i.is_mem() ? c.ea(i) : 0;
-  const uint64_t a = (i.is_mem() ? c.rd(i.seg, addr, sz) : c.reg(i.rm, sz)) & m;
+  const uint64_t a = (i.is_mem() ? c.rd_rmw(i.seg, addr, sz) : c.reg(i.rm, sz)) & m;
   const uint64_t b = c.reg(i.reg, sz);
   auto store = [&](uint64_t r) {
     if (i.is_mem()) {

@@ -197,6 +197,16 @@ uint64_t Core::read_lin_slow(uint64_t lin, unsigned size, bool user) {
   return v;
 }
 
+uint64_t Core::read_lin_rmw_slow(uint64_t lin, unsigned size, bool user) {
+  const unsigned first = static_cast<unsigned>(std::min<uint64_t>(size, 0x1000 - (lin & 0xFFF)));
+  const uint64_t pa0 = translate(lin, kWrite, user);
+  if (first == size) return read_phys(pa0, size);
+  const uint64_t pa1 = translate(lin + first, kWrite, user);
+  uint64_t v = read_phys(pa0, first);
+  v |= read_phys(pa1, size - first) << (8 * first);
+  return v;
+}
+
 void Core::write_lin_slow(uint64_t lin, unsigned size, uint64_t v, bool user) {
   const unsigned first = static_cast<unsigned>(std::min<uint64_t>(size, 0x1000 - (lin & 0xFFF)));
   if (first == size) {

@@ -532,9 +532,6 @@ TEST(CpuPrograms, InterruptStackTableAndStackSwitches) {
 
 // shadows.S: STI and MOV SS / POP SS shadows.
 TEST(CpuPrograms, InterruptAndDebugShadows) {
-  constexpr const char* kMovSsBug =
-      "the single-step #DB is delivered right after MOV SS / POP SS (run_core ignores the "
-      "MOV-SS shadow the instruction just set)";
   CheckProgram(
       "shadows", program_shadows(), 1, {},
       {
@@ -542,13 +539,13 @@ TEST(CpuPrograms, InterruptAndDebugShadows) {
           {0x504, 4, 0, "pending IRQ, STI; HLT: taken with EIP after the HLT"},
           {0x508, 4, 2, "interrupts taken"},
           {0x510, 4, 1, "single-step #DB after t0 (nop)"},
-          {0x514, 4, 4, "no #DB after MOV SS: the next after t2 (nop)", nullptr, kMovSsBug},
-          {0x518, 4, 5, "#DB after t3 (push ss)", nullptr, kMovSsBug},
-          {0x51C, 4, 7, "no #DB after POP SS: the next after t5 (nop)", nullptr, kMovSsBug},
-          {0x520, 4, 8, "#DB after t6 (nop)", nullptr, kMovSsBug},
-          {0x524, 4, 0, "no further #DB (TF cleared)", nullptr, kMovSsBug},
-          {0x528, 4, 0, "no further #DB", nullptr, kMovSsBug},
-          {0x540, 4, 5, "#DB count", nullptr, kMovSsBug},
+          {0x514, 4, 4, "no #DB after MOV SS: the next after t2 (nop)"},
+          {0x518, 4, 5, "#DB after t3 (push ss)"},
+          {0x51C, 4, 7, "no #DB after POP SS: the next after t5 (nop)"},
+          {0x520, 4, 8, "#DB after t6 (nop)"},
+          {0x524, 4, 0, "no further #DB (TF cleared)"},
+          {0x528, 4, 0, "no further #DB"},
+          {0x540, 4, 5, "#DB count"},
           {0x544, 4, 0x4000, "DR6.BS set"},
       });
 }
@@ -578,8 +575,7 @@ TEST(CpuPrograms, InitAndStartupIpi) {
           {0x524, 4, 0, "SIPI to an AP that is not waiting for SIPI is ignored"},
           {0x510, 2, 0x0B00, "AP CS after INIT (from long mode) + SIPI 0x0B"},
           {0x514, 4, 0x60000010, "AP CR0 after INIT from long mode (CD NW kept)"},
-          {0x518, 4, 0, "AP EFER after INIT from long mode: cleared (KVM kvm_vcpu_reset, QEMU)",
-           nullptr, "Cpu::init keeps EFER.LME across INIT"},
+          {0x518, 4, 0, "AP EFER after INIT from long mode: cleared (KVM kvm_vcpu_reset, QEMU)"},
           {0x51C, 4, 0x2, "AP EFLAGS after the second INIT"},
           {0x530, 4, 0x5678, "second start completed"},
           {0x540, 4, 2, "AP starts"},
@@ -608,11 +604,8 @@ TEST(CpuEvents, ContributoryChainWithoutDoubleFaultGateShutsDown) {
   EXPECT_EQ(m.s().activity, Activity::kShutdown);
 }
 
-// OUTSB at CPL 0 writes [RSI] to port DX (SDM vol. 2B OUTS). Known interpreter bug: the decoder
-// only accepts ZYDIS_CATEGORY_STRINGOP for string instructions and Zydis files INS/OUTS under
-// ZYDIS_CATEGORY_IOSTRINGOP, so every INS/OUTS raises #UD (decoder.cc, the MOVSB..OUTSD case).
-// The programs report with OUT in a loop meanwhile. Inverted until fixed: remove the inversion
-// with the fix.
+// OUTSB at CPL 0 writes [RSI] to port DX (SDM vol. 2B OUTS); Zydis files INS/OUTS under their own
+// category (IOSTRINGOP), which the decoder once rejected as #UD.
 TEST(CpuEvents, OutsbWritesThePort) {
   TestMachine m;
   m.long_mode();
@@ -621,9 +614,10 @@ TEST(CpuEvents, OutsbWritesThePort) {
   m.s().gpr[kRdx] = 0xE9;
   m.s().gpr[kRsi] = 0x500;
   m.cpu().run(100);
-  const bool works = m.host().outs.size() == 1 && m.host().outs[0].value == 0x5A;
-  if (!works) std::printf("KNOWN INTERPRETER BUG: OUTSB raises #UD (Zydis IOSTRINGOP category)\n");
-  EXPECT_FALSE(works) << "OUTSB works now: make this test assert it";
+  ASSERT_EQ(m.host().outs.size(), 1u);
+  EXPECT_EQ(m.host().outs[0].port, 0xE9);
+  EXPECT_EQ(m.host().outs[0].value, 0x5Au);
+  EXPECT_EQ(m.s().gpr[kRsi], 0x501u);
 }
 
 TEST(CpuEvents, NmiBlockedFromDeliveryUntilIretq) {
