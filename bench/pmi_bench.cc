@@ -188,8 +188,9 @@ GuestRun RunPmuGuest(virt::PmiDelivery mode, uint64_t period, uint64_t rounds) {
   opt.serial = [&serial](uint8_t c) {
     if (serial.size() < (1u << 20)) serial.push_back(static_cast<char>(c));
   };
-  opt.irqchip_factory = [&vm](const virt::VmConfig& cfg, const Clock& clock) {
-    vm = std::make_shared<virt::ApicvVm>(cfg, clock, nullptr);
+  opt.irqchip_factory = [&vm](const virt::VmConfig& cfg, const Clock& clock,
+                              virt::TimerService* timers) {
+    vm = std::make_shared<virt::ApicvVm>(cfg, clock, nullptr, timers);
     return virt::ShareApicvVm(vm);
   };
   const kvm::RunResult r = kvm::RunGuest(opt);

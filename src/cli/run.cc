@@ -2,7 +2,9 @@
 // (--irqchip apicv, default) or KVM's in-kernel one (--irqchip kvm). Exit status: the guest's
 // isa-debug-exit status; 124 timeout; 125 VMM error; 77 no /dev/kvm; 2 bad options.
 // Options are parsed here (QEMU's single-dash long names such as -smp are not CLI11 syntax).
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -14,11 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "backend/emu/run_emu.h"
 #include "backend/kvm/run_guest.h"
 #include "builtin_guests.h"
 #include "cli/command.h"
 #include "cli/scenario.h"
 #include "devices/clock.h"
+#include "platform/guest_memory.h"
 #include "trace/trace_sink.h"
 #include "virt/apicv_vm.h"
 #include "virt/shared_irqchip.h"
@@ -35,6 +39,11 @@ constexpr const char* kRunHelp = R"(apicv run [options]
   -smp N                  vCPUs, 1..288 (default 1)
   -m SIZE                 guest RAM, e.g. 64M, 1G (default 64M; no suffix = MiB)
   -serial stdio|file:PATH|none   UART 0x3F8 output (default stdio)
+  -accel kvm|emu[,thread=single]  execution: /dev/kvm, or apicv's software CPU (default: kvm
+                          when /dev/kvm opens, else emu; -accel help lists them)
+  -icount shift=N         emu: each instruction is 2^N ns of virtual time (default 3)
+  --sched-seed S          emu: seeded quantum lengths and tie breaks (default 0: fixed)
+  --quantum N             emu: instructions per scheduling quantum (default 2000)
   --irqchip apicv|kvm     interrupt controllers: apicv's (default) or KVM's in-kernel ones
   --trace FILE            apicv tracepoints, ftrace text
   --timeout SECONDS       default 120; on expiry exit 124
@@ -114,7 +123,38 @@ struct Parsed {
   bool help = false;
   std::vector<std::string> layer_opts;  // options that only make sense with --irqchip apicv
   bool have_pit_policy = false, have_avic_kick = false;
+  std::string accel;  // "" (automatic), "kvm" or "emu"
+  bool accel_help = false;
+  std::vector<std::string> emu_opts;  // options that only make sense with -accel emu
+  emu::EmuOptions emu;
 };
+
+constexpr const char* kAccelHelp = R"(Accelerators:
+  kvm   /dev/kvm with KVM's irqchip off (apicv serves every interrupt); --irqchip kvm: KVM's own
+  emu   apicv's software x86-64 CPU, deterministic in virtual time (docs/emu.md);
+        options: thread=single (the default; thread=multi is not implemented yet))";
+
+// The -accel value: NAME[,thread=single|multi].
+void ParseAccel(Parsed& p, const std::string& v) {
+  if (v == "help") {
+    p.accel_help = true;
+    return;
+  }
+  const size_t comma = v.find(',');
+  const std::string name = v.substr(0, comma);
+  if (name != "kvm" && name != "emu") {
+    throw UsageError("-accel: expected kvm or emu (-accel help), got '" + name + "'");
+  }
+  p.accel = name;
+  if (comma == std::string::npos) return;
+  const std::string rest = v.substr(comma + 1);
+  if (name != "emu") throw UsageError("-accel kvm takes no options, got '" + rest + "'");
+  if (rest == "thread=single") return;
+  if (rest == "thread=multi") {
+    throw UsageError("-accel emu,thread=multi: the parallel mode is not implemented yet");
+  }
+  throw UsageError("-accel emu: unknown option '" + rest + "' (thread=single)");
+}
 
 Parsed Parse(const std::vector<std::string>& args) {
   Parsed p;
@@ -174,6 +214,25 @@ Parsed Parse(const std::vector<std::string>& args) {
         throw UsageError("--timeout: out of range");
     } else if (a == "-max-reboots") {
       p.run.max_reboots = static_cast<int>(ParseIntOption("--max-reboots", next(), 0, 1000));
+    } else if (a == "-accel") {
+      ParseAccel(p, next());
+    } else if (a == "-icount") {
+      const std::string v = next();
+      std::string shift = v.substr(0, v.find(','));
+      if (shift.rfind("shift=", 0) == 0) shift = shift.substr(6);
+      const std::string rest = v.find(',') == std::string::npos ? "" : v.substr(v.find(',') + 1);
+      if (!rest.empty() && rest != "sleep=off") {
+        throw UsageError("-icount: only shift=N[,sleep=off] is supported, got '" + v + "'");
+      }
+      p.emu.icount_shift = static_cast<unsigned>(ParseIntOption("-icount shift", shift, 0, 10));
+      p.emu_opts.push_back("-icount");
+    } else if (a == "-sched-seed") {
+      p.emu.sched_seed =
+          static_cast<uint64_t>(ParseIntOption("--sched-seed", next(), 0, INT64_MAX));
+      p.emu_opts.push_back("--sched-seed");
+    } else if (a == "-quantum") {
+      p.emu.quantum = static_cast<uint64_t>(ParseIntOption("--quantum", next(), 1, 100000000));
+      p.emu_opts.push_back("--quantum");
     } else if (a == "-stats") {
       p.stats = true;
     } else if (a == "-vendor") {
@@ -258,6 +317,13 @@ Parsed Parse(const std::vector<std::string>& args) {
     throw UsageError(
         "--suppress-eoi-broadcast needs kernel-irqchip=split (KVM rejects it otherwise)");
   }
+  if (p.accel_help) return p;
+  if (p.accel == "kvm" && !p.emu_opts.empty()) {
+    throw UsageError(p.emu_opts.front() + " configures -accel emu and is invalid with -accel kvm");
+  }
+  if (p.accel == "emu" && p.run.irqchip == kvm::IrqchipMode::kKvm) {
+    throw UsageError("--irqchip kvm (KVM's in-kernel irqchip, the oracle) needs -accel kvm");
+  }
   if (p.guest.empty() == p.kernel_path.empty()) {
     throw UsageError("run: give exactly one of -kernel FILE and --guest NAME");
   }
@@ -309,6 +375,10 @@ int RunMain(const std::vector<std::string>& args) {
     std::puts(kRunHelp);
     return 0;
   }
+  if (p.accel_help) {
+    std::puts(kAccelHelp);
+    return 0;
+  }
   if (p.guest == "list") {
     ListGuests();
     return 0;
@@ -352,16 +422,33 @@ int RunMain(const std::vector<std::string>& args) {
   }
   std::shared_ptr<virt::ApicvVm> vm;
   if (p.stats && p.run.irqchip == kvm::IrqchipMode::kApicv && !p.run.irqchip_factory) {
-    p.run.irqchip_factory = [&vm, &p](const virt::VmConfig& cfg, const Clock& clock) {
-      vm = std::make_shared<virt::ApicvVm>(cfg, clock, p.run.trace);
+    p.run.irqchip_factory = [&vm, &p](const virt::VmConfig& cfg, const Clock& clock,
+                                      virt::TimerService* timers) {
+      vm = std::make_shared<virt::ApicvVm>(cfg, clock, p.run.trace, timers);
       return virt::ShareApicvVm(vm);
     };
+  }
+  if (p.accel.empty()) {
+    // QEMU's default order: KVM when it is usable, else the software CPU.
+    const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    p.accel = fd >= 0 ? "kvm" : "emu";
+    if (fd >= 0) ::close(fd);
+    if (p.accel == "emu" && p.run.irqchip == kvm::IrqchipMode::kKvm) {
+      std::fprintf(stderr, "apicv: --irqchip kvm needs /dev/kvm, which is not available\n");
+      return 77;
+    }
+    if (p.accel == "kvm" && !p.emu_opts.empty()) p.accel = "emu";
+    std::fprintf(stderr, "apicv: accelerator: %s%s\n", p.accel.c_str(),
+                 p.accel == "emu" && fd < 0 ? " (/dev/kvm is not available)" : "");
+  }
+  if (p.accel == "emu" && p.run.mem_size > platform::GuestMemory::kHoleStart) {
+    throw UsageError("-m: -accel emu supports at most 3G of guest RAM (no RAM above the hole)");
   }
   kvm::RunResult r;
   int status = 0;
   bool run_failed = false;
   try {
-    r = kvm::RunGuest(p.run);
+    r = p.accel == "emu" ? emu::RunGuest(p.run, p.emu) : kvm::RunGuest(p.run);
     status = r.exit_code;
   } catch (const kvm::InvalidBootImage& e) {
     if (serial_file) std::fclose(serial_file);

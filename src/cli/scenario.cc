@@ -353,8 +353,9 @@ void RunScenario(Scenario& s) {
     stream.SerialLine(serial_line);
     serial_line.clear();
   };
-  opt.irqchip_factory = [&](const virt::VmConfig& cfg, const Clock& clock) {
-    vm = std::make_shared<virt::ApicvVm>(cfg, clock, &sink);
+  opt.irqchip_factory = [&](const virt::VmConfig& cfg, const Clock& clock,
+                            virt::TimerService* timers) {
+    vm = std::make_shared<virt::ApicvVm>(cfg, clock, &sink, timers);
     vm->set_device_trace(false);
     return virt::ShareApicvVm(vm);
   };

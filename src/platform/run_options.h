@@ -16,6 +16,7 @@
 #include "devices/clock.h"
 #include "platform/boot_loader.h"
 #include "virt/irqchip.h"
+#include "virt/timer_service.h"
 #include "virt/vm_config.h"
 
 namespace apicv::trace {
@@ -50,7 +51,10 @@ struct RunOptions {
   double timeout_s = 120;
   int max_reboots = 8;
   // Creates the apicv irqchip; null: CreateApicvIrqChip. Lets tests and tools inject a model.
-  std::function<std::unique_ptr<virt::IrqChip>(const virt::VmConfig&, const Clock&)>
+  // `timers` is the backend's timer service (virt/timer_service.h): null under KVM (the VM runs
+  // its own HostTimerService thread), the virtual-time scheduler's under -accel emu; pass it on.
+  std::function<std::unique_ptr<virt::IrqChip>(const virt::VmConfig&, const Clock&,
+                                               virt::TimerService* timers)>
       irqchip_factory;
 };
 

@@ -144,8 +144,8 @@ Injection ApicvVm::check_and_inject_events(int vcpu, bool ready, bool if_set) {
   // backend learns at an exit; not every host reports KVM_EXIT_SET_TPR (kvm_pvm does not), so
   // keep a window requested until the next exit re-syncs CR8 (KVM's TPR threshold / CR8 intercept).
   const int irr = c.lapic.highest_irr();
-  if (!inj.request_window && c.lapic.hw_enabled() && irr >= 0 && c.lapic.get_cr8() != 0 &&
-      (static_cast<uint32_t>(irr) >> 4) <= c.lapic.get_cr8())
+  if (!config_.tpr_writes_exit && !inj.request_window && c.lapic.hw_enabled() && irr >= 0 &&
+      c.lapic.get_cr8() != 0 && (static_cast<uint32_t>(irr) >> 4) <= c.lapic.get_cr8())
     inj.request_window = true;
   return inj;
 }

@@ -37,6 +37,9 @@ struct VmConfig {
   PmiDelivery pmi_delivery = PmiDelivery::kCurrent;
   PmuVendor pmu_vendor = PmuVendor::kIntel;
   bool esr_sdm_mode = false;       // false: KVM parity (no ESR error bits)
+  // Set by a backend that hands every guest CR8 / TPR write to the irqchip as it happens (the
+  // software CPU): no window is kept open to catch a TPR lowered without an exit.
+  bool tpr_writes_exit = false;
   uint64_t tsc_khz = 0;            // guest TSC frequency; 0 = ask the backend
   uint64_t halt_poll_ns = 200000;  // initial adaptive halt-poll window (KVM halt_poll_ns)
   // kvm.vector_hashing: lowest-priority interrupts pick their target by vector hashing (default);

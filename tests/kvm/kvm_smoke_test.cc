@@ -210,7 +210,7 @@ TEST(KvmSmoke, ApicvModeMsrExitsReachTheIrqchip) {
   ChipStats* chip = &stats;
   auto chip_owner = std::make_unique<ScriptedChip>(stats);
   RunOptions o = Base(c, IrqchipMode::kApicv, nullptr);
-  o.irqchip_factory = [&](const virt::VmConfig&, const Clock&) { return std::move(chip_owner); };
+  o.irqchip_factory = [&](const virt::VmConfig&, const Clock&, virt::TimerService*) { return std::move(chip_owner); };
   RunResult r = RunGuest(o);
   EXPECT_EQ(r.error, "");
   EXPECT_EQ(r.exit_code, 5);
@@ -235,7 +235,7 @@ TEST(KvmSmoke, ApicvModeHaltWakesOnKick) {
   auto chip_owner = std::make_unique<ScriptedChip>(stats);
   RunOptions o = Base(c, IrqchipMode::kApicv, nullptr);
   o.vm_config.halt_poll_ns = 0;  // sleep at once: the kick must wake the futex
-  o.irqchip_factory = [&](const virt::VmConfig&, const Clock&) { return std::move(chip_owner); };
+  o.irqchip_factory = [&](const virt::VmConfig&, const Clock&, virt::TimerService*) { return std::move(chip_owner); };
   std::thread waker([chip] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     chip->wake.store(true);

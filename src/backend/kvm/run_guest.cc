@@ -491,7 +491,7 @@ RunResult RunGuest(const RunOptions& opt) {
     virt::VmConfig cfg = opt.vm_config;
     cfg.nr_vcpus = opt.smp;
     if (opt.irqchip_factory) {
-      chip = opt.irqchip_factory(cfg, clock);
+      chip = opt.irqchip_factory(cfg, clock, nullptr);
     } else {
       chip = virt::CreateApicvIrqChip(cfg, clock, opt.trace);
     }

@@ -1,0 +1,554 @@
+#include "backend/emu/run_emu.h"
+
+#include <linux/kvm.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backend/emu/emu_cpuid.h"
+#include "backend/emu/virtual_clock.h"
+#include "cpu/cpu.h"
+#include "platform/cpu_state.h"
+#include "platform/cpuid.h"
+#include "platform/guest_memory.h"
+#include "platform/machine.h"
+#include "trace/trace_sink.h"
+#include "virt/timer_service.h"
+#include "virt/vm.h"
+
+namespace apicv::emu {
+
+namespace {
+
+using platform::StopKind;
+using platform::StopRequest;
+
+cpu::Segment ToSegment(const platform::SegmentState& s) {
+  cpu::Segment g;
+  g.selector = s.selector;
+  g.base = s.base;
+  g.limit = s.limit;
+  g.ar = (s.type & 0xFu) | (s.s ? 0x10u : 0) | ((s.dpl & 3u) << 5) | (s.present ? 0x80u : 0) |
+         (s.l ? 0x2000u : 0) | (s.db ? 0x4000u : 0) | (s.g ? 0x8000u : 0);
+  return g;
+}
+
+void LoadCpuState(cpu::Cpu& c, const platform::CpuState& p) {
+  cpu::CpuState& s = c.state();
+  s.rip = p.rip;
+  s.rflags = p.rflags | 2;
+  s.gpr[cpu::kRax] = p.rax;
+  s.gpr[cpu::kRbx] = p.rbx;
+  s.gpr[cpu::kRsp] = p.rsp;
+  s.seg[cpu::kCs] = ToSegment(p.cs);
+  s.seg[cpu::kDs] = ToSegment(p.ds);
+  s.seg[cpu::kEs] = ToSegment(p.es);
+  s.seg[cpu::kFs] = ToSegment(p.fs);
+  s.seg[cpu::kGs] = ToSegment(p.gs);
+  s.seg[cpu::kSs] = ToSegment(p.ss);
+  s.ldtr = ToSegment(p.ldtr);
+  s.tr = ToSegment(p.tr);
+  s.gdtr = {p.gdt.base, p.gdt.limit};
+  s.idtr = {p.idt.base, p.idt.limit};
+  s.cr0 = p.cr0;
+  s.cr2 = p.cr2;
+  s.cr3 = p.cr3;
+  s.cr4 = p.cr4;
+  s.efer = p.efer;
+  c.state_changed();
+}
+
+enum class VcpuRun : uint8_t { kRunning, kHalted, kWaitForSipi };
+
+class EmuMachine;
+
+// The CPU's window on the platform for one vCPU: every access that is a VM exit under KVM goes
+// through platform::Machine (and so the IrqChip first) and counts as an emulated instruction.
+class VcpuHost final : public cpu::CpuHost {
+ public:
+  VcpuHost(EmuMachine& m, int v) : m_(m), v_(v) {}
+  uint32_t pio_in(uint16_t port, unsigned size) override;
+  void pio_out(uint16_t port, unsigned size, uint32_t value) override;
+  void mmio_read(uint64_t gpa, void* data, unsigned len) override;
+  void mmio_write(uint64_t gpa, const void* data, unsigned len) override;
+  cpu::MsrResult rdmsr(uint32_t msr, uint64_t* value) override;
+  cpu::MsrResult wrmsr(uint32_t msr, uint64_t value) override;
+  uint64_t read_cr8() override;
+  void write_cr8(uint64_t value) override;
+  cpu::CpuidLeaf cpuid(uint32_t leaf, uint32_t subleaf) override;
+  uint64_t rdtsc() override;
+  uint64_t tsc_aux() override { return 0; }
+
+  std::vector<platform::CpuidEntry> cpuid_entries;
+
+ private:
+  EmuMachine& m_;
+  const int v_;
+};
+
+struct Vcpu {
+  std::unique_ptr<VcpuHost> host;
+  std::unique_ptr<cpu::Cpu> cpu;
+  uint64_t clock_ns = 0;
+  VcpuRun run = VcpuRun::kRunning;
+  bool kicked = false;
+  bool in_guest = false;  // between vcpu_enter and vcpu_exit
+};
+
+// splitmix64: the scheduler's seeded generator (deterministic across hosts and builds).
+uint64_t NextRandom(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+class EmuMachine {
+ public:
+  EmuMachine(const platform::RunOptions& opt, const EmuOptions& emu, platform::GuestMemory& mem,
+             VirtualClock& clock, virt::IrqChip& chip, platform::Machine& machine)
+      : opt_(opt),
+        emu_(emu),
+        mem_(mem),
+        clock_(clock),
+        chip_(chip),
+        machine_(machine),
+        ram_(mem.host(), mem.low_size()),
+        rng_(emu.sched_seed) {
+    chip_.set_kick([this](int v) { Kick(v); });
+  }
+  ~EmuMachine() {
+    chip_.set_kick([](int) {});
+  }
+
+  StopKind Boot(const platform::BootImage& boot, std::chrono::steady_clock::time_point deadline);
+
+  void RequestStop(StopKind kind, int code, const std::string& msg) {
+    if (stop_ != StopKind::kNone) return;
+    stop_ = kind;
+    exit_code_ = code;
+    error_ = msg;
+    if (running_ >= 0) vcpus_[running_].cpu->request_exit();
+  }
+  void OnStopRequest(const StopRequest& r) {
+    if (!r) return;
+    RequestStop(r.kind, r.kind == StopKind::kDebugExit ? r.code : 0, "");
+  }
+  int exit_code() const { return exit_code_; }
+  const std::string& error() const { return error_; }
+  platform::RunCounters& counters() { return counters_; }
+  VirtualClock& clock() { return clock_; }
+  virt::IrqChip& chip() { return chip_; }
+  platform::Machine& machine() { return machine_; }
+  cpu::Cpu& cpu(int v) { return *vcpus_[v].cpu; }
+  uint64_t now_ns() const { return time_ns_; }
+
+ private:
+  void Kick(int v) {
+    if (v < 0 || v >= static_cast<int>(vcpus_.size())) return;
+    ++counters_.kicks;
+    vcpus_[v].kicked = true;
+    if (v == running_) vcpus_[v].cpu->request_exit();  // ends its quantum early
+  }
+  void SetTask(int v) {
+    trace::TaskContext t;
+    t.comm = "CPU " + std::to_string(v) + "/KVM";
+    t.pid = 10000 + v;  // synthetic: no gettid(), the same on every run
+    t.cpu = v;
+    trace::set_current_task(t);
+  }
+  bool IfSet(int v) { return (vcpus_[v].cpu->state().rflags & cpu::kIF) != 0; }
+  void Enter(int v) {
+    if (!vcpus_[v].in_guest) {
+      chip_.vcpu_enter(v);
+      vcpus_[v].in_guest = true;
+    }
+  }
+  void Exit(int v) {
+    if (vcpus_[v].in_guest) {
+      chip_.vcpu_exit(v);
+      vcpus_[v].in_guest = false;
+    }
+  }
+  // KVM's vcpu_block wake-up test for a halted or waiting vCPU; true when it became runnable.
+  bool TryWake(int v);
+  void RunQuantum(int v);
+  std::string HangReport();
+
+  const platform::RunOptions& opt_;
+  const EmuOptions& emu_;
+  platform::GuestMemory& mem_;
+  VirtualClock& clock_;
+  virt::IrqChip& chip_;
+  platform::Machine& machine_;
+  cpu::GuestRam ram_;
+  std::vector<Vcpu> vcpus_;
+  uint64_t rng_;
+  uint64_t time_ns_ = 0;  // the scheduler's time: the earliest clock of a running vCPU
+  int running_ = -1;
+  StopKind stop_ = StopKind::kNone;
+  int exit_code_ = 0;
+  std::string error_;
+  platform::RunCounters counters_;
+};
+
+uint32_t VcpuHost::pio_in(uint16_t port, unsigned size) {
+  uint8_t buf[4] = {};
+  m_.machine().PioIn(v_, port, buf, size);
+  ++m_.counters().exits[KVM_EXIT_IO];
+  m_.chip().instruction_emulated(v_);
+  uint32_t v = 0;
+  std::memcpy(&v, buf, size > 4 ? 4 : size);
+  return v;
+}
+
+void VcpuHost::pio_out(uint16_t port, unsigned size, uint32_t value) {
+  uint8_t buf[4];
+  std::memcpy(buf, &value, 4);
+  m_.OnStopRequest(m_.machine().PioOut(v_, port, buf, size));
+  ++m_.counters().exits[KVM_EXIT_IO];
+  m_.chip().instruction_emulated(v_);
+}
+
+void VcpuHost::mmio_read(uint64_t gpa, void* data, unsigned len) {
+  m_.machine().MmioRead(v_, gpa, static_cast<uint8_t*>(data), len);
+  ++m_.counters().exits[KVM_EXIT_MMIO];
+  m_.chip().instruction_emulated(v_);
+}
+
+void VcpuHost::mmio_write(uint64_t gpa, const void* data, unsigned len) {
+  uint8_t buf[8] = {};
+  std::memcpy(buf, data, len > 8 ? 8 : len);
+  m_.machine().MmioWrite(v_, gpa, buf, len);
+  ++m_.counters().exits[KVM_EXIT_MMIO];
+  m_.chip().instruction_emulated(v_);
+}
+
+cpu::MsrResult VcpuHost::rdmsr(uint32_t msr, uint64_t* value) {
+  ++m_.counters().msr_exits_inval;
+  ++m_.counters().exits[KVM_EXIT_X86_RDMSR];
+  const bool ok = m_.machine().Rdmsr(v_, msr, value, platform::MsrMiss::kGp);
+  m_.chip().instruction_emulated(v_);
+  return ok ? cpu::MsrResult::kOk : cpu::MsrResult::kGp;
+}
+
+cpu::MsrResult VcpuHost::wrmsr(uint32_t msr, uint64_t value) {
+  ++m_.counters().msr_exits_inval;
+  ++m_.counters().exits[KVM_EXIT_X86_WRMSR];
+  const bool ok = m_.machine().Wrmsr(v_, msr, value, platform::MsrMiss::kGp);
+  m_.chip().instruction_emulated(v_);
+  return ok ? cpu::MsrResult::kOk : cpu::MsrResult::kGp;
+}
+
+uint64_t VcpuHost::read_cr8() {
+  return m_.chip().get_cr8(v_);
+}
+void VcpuHost::write_cr8(uint64_t value) {
+  m_.chip().set_cr8(v_, value);
+}
+
+cpu::CpuidLeaf VcpuHost::cpuid(uint32_t leaf, uint32_t subleaf) {
+  cpu::CpuidLeaf r;
+  if (const platform::CpuidEntry* e = platform::FindCpuid(cpuid_entries, leaf, subleaf)) {
+    r.eax = e->eax;
+    r.ebx = e->ebx;
+    r.ecx = e->ecx;
+    r.edx = e->edx;
+  }
+  return r;
+}
+
+uint64_t VcpuHost::rdtsc() {
+  return m_.clock().tsc();
+}
+
+bool EmuMachine::TryWake(int v) {
+  Vcpu& vc = vcpus_[v];
+  clock_.set(std::max(vc.clock_ns, time_ns_));
+  SetTask(v);
+  const virt::MpEvent ev = chip_.take_mp_event(v);
+  if (ev.kind == virt::MpEvent::kInit) {
+    vc.cpu->init(/*wait_for_sipi=*/true);
+    vc.run = VcpuRun::kWaitForSipi;
+    Exit(v);
+  } else if (ev.kind == virt::MpEvent::kSipi && vc.run == VcpuRun::kWaitForSipi) {
+    vc.cpu->sipi(ev.sipi_vector);
+    vc.run = VcpuRun::kRunning;
+    ++counters_.sipis;
+  }
+  if (vc.run == VcpuRun::kHalted) {
+    chip_.run_timers(v);
+    if (chip_.has_events(v, IfSet(v))) {
+      vc.run = VcpuRun::kRunning;
+      vc.cpu->state().activity = cpu::Activity::kActive;  // continues after the HLT
+    }
+  }
+  if (vc.run == VcpuRun::kRunning) {
+    vc.clock_ns = std::max(vc.clock_ns, time_ns_);
+    return true;
+  }
+  return false;
+}
+
+void EmuMachine::RunQuantum(int v) {
+  Vcpu& vc = vcpus_[v];
+  cpu::Cpu& c = *vc.cpu;
+  running_ = v;
+  SetTask(v);
+  clock_.set(vc.clock_ns);
+  const virt::MpEvent ev = chip_.take_mp_event(v);
+  if (ev.kind == virt::MpEvent::kInit) {
+    c.init(true);
+    vc.run = VcpuRun::kWaitForSipi;
+    Exit(v);
+    running_ = -1;
+    return;
+  }
+  chip_.run_timers(v);
+  const bool ready = c.ready_for_interrupt();
+  const virt::Injection inj = chip_.check_and_inject_events(v, ready, IfSet(v));
+  if (inj.nmi) {
+    c.inject_nmi();
+    ++counters_.nmis;
+  }
+  if (inj.vector >= 0 && ready) {
+    c.inject_interrupt(static_cast<uint8_t>(inj.vector));
+    ++counters_.injections;
+  }
+  c.set_interrupt_window_request(inj.request_window);
+  if (inj.request_window) ++counters_.window_requests;
+  Enter(v);
+  // The budget never crosses this vCPU's or the VM's next deadline.
+  const uint64_t d = std::min(chip_.next_deadline_ns(v), chip_.next_deadline_ns());
+  uint64_t quantum = emu_.quantum;
+  if (emu_.sched_seed != 0) quantum = 1 + NextRandom(rng_) % (2 * emu_.quantum);
+  uint64_t budget = quantum;
+  if (d != UINT64_MAX) {
+    const uint64_t step = 1ull << emu_.icount_shift;
+    const uint64_t left = d > vc.clock_ns ? (d - vc.clock_ns + step - 1) / step : 1;
+    budget = std::min(budget, std::max<uint64_t>(left, 1));
+  }
+  vc.kicked = false;
+  clock_.follow(&c, vc.clock_ns);
+  const cpu::RunResult r = c.run(budget);
+  vc.clock_ns += r.retired << emu_.icount_shift;
+  clock_.set(vc.clock_ns);
+  running_ = -1;
+  switch (r.reason) {
+    case cpu::StopReason::kHlt: {
+      ++counters_.exits[KVM_EXIT_HLT];
+      chip_.instruction_emulated(v);
+      if (inj.request_window && IfSet(v)) {
+        // `sti; hlt` halts before the window opens: KVM takes it as the window exit.
+        chip_.interrupt_window_exit(v);
+        ++counters_.window_exits;
+      }
+      ++counters_.halts;
+      Exit(v);
+      if (chip_.has_events(v, IfSet(v))) {
+        c.state().activity = cpu::Activity::kActive;
+        ++counters_.halt_poll_success;
+      } else {
+        vc.run = VcpuRun::kHalted;
+        ++counters_.halt_sleeps;
+      }
+      break;
+    }
+    case cpu::StopReason::kIrqWindow:
+      ++counters_.exits[KVM_EXIT_IRQ_WINDOW_OPEN];
+      chip_.interrupt_window_exit(v);
+      ++counters_.window_exits;
+      break;
+    case cpu::StopReason::kShutdown:
+      std::fprintf(stderr, "apicv: vCPU %d: triple fault (shutdown) at rip 0x%llx, resetting\n", v,
+                   static_cast<unsigned long long>(c.state().rip));
+      ++counters_.exits[KVM_EXIT_SHUTDOWN];
+      RequestStop(StopKind::kReset, 0, "");
+      break;
+    case cpu::StopReason::kNotActive:
+      if (c.state().activity == cpu::Activity::kWaitForSipi) {
+        vc.run = VcpuRun::kWaitForSipi;
+        Exit(v);
+      }
+      break;
+    case cpu::StopReason::kExit:
+      // A host access (an exit to userspace under KVM): leave guest mode and come back, as the
+      // KVM backend does around every KVM_RUN.
+      Exit(v);
+      break;
+    case cpu::StopReason::kBudget:
+      break;  // preempted at the end of its quantum: still "running" (AVIC IsRunning stays set)
+  }
+}
+
+std::string EmuMachine::HangReport() {
+  std::string s =
+      "all vCPUs are halted or waiting for SIPI with no timer armed and no event "
+      "pending (a lost wake-up) at virtual time " +
+      std::to_string(time_ns_) + " ns:";
+  for (size_t v = 0; v < vcpus_.size(); ++v) {
+    const cpu::CpuState& st = vcpus_[v].cpu->state();
+    char buf[160];
+    std::snprintf(buf, sizeof buf, " vCPU %zu %s rip=0x%llx IF=%d cr8=%llu;", v,
+                  vcpus_[v].run == VcpuRun::kHalted ? "halted" : "wait-for-SIPI",
+                  static_cast<unsigned long long>(st.rip), (st.rflags & cpu::kIF) ? 1 : 0,
+                  static_cast<unsigned long long>(chip_.get_cr8(static_cast<int>(v))));
+    s += buf;
+  }
+  return s;
+}
+
+StopKind EmuMachine::Boot(const platform::BootImage& boot,
+                          std::chrono::steady_clock::time_point deadline) {
+  stop_ = StopKind::kNone;
+  vcpus_.clear();
+  vcpus_.resize(static_cast<size_t>(opt_.smp));
+  const CpuVendor vendor =
+      opt_.vm_config.pmu_vendor == virt::PmuVendor::kAmd ? CpuVendor::kAmd : CpuVendor::kIntel;
+  const cpu::CpuFeatures features;
+  const platform::GuestPmu pmu = platform::GuestPmuFor(true, opt_.vm_config);
+  for (int v = 0; v < opt_.smp; ++v) {
+    Vcpu& vc = vcpus_[v];
+    vc.host = std::make_unique<VcpuHost>(*this, v);
+    vc.host->cpuid_entries =
+        platform::ApicvCpuid(EmuBaseCpuid(vendor, features), static_cast<uint32_t>(v), pmu);
+    vc.cpu = std::make_unique<cpu::Cpu>(ram_, *vc.host, features);
+    vc.clock_ns = time_ns_;
+    if (v == 0) {
+      LoadCpuState(*vc.cpu, platform::BootCpuState(boot));
+      vc.run = VcpuRun::kRunning;
+    } else {
+      vc.cpu->init(true);
+      vc.run = VcpuRun::kWaitForSipi;
+    }
+  }
+  ram_.note_write(0, ram_.size());  // the loader rewrote the image: drop stale translations
+  uint64_t iterations = 0;
+  while (stop_ == StopKind::kNone) {
+    if ((++iterations & 1023) == 0 && std::chrono::steady_clock::now() >= deadline) {
+      RequestStop(StopKind::kTimeout, platform::kExitTimeout, "");
+      break;
+    }
+    // The earliest clock among running vCPUs is the machine's time.
+    int pick = -1;
+    uint64_t best = UINT64_MAX;
+    for (int v = 0; v < opt_.smp; ++v) {
+      if (vcpus_[v].run == VcpuRun::kRunning && vcpus_[v].clock_ns < best) {
+        best = vcpus_[v].clock_ns;
+        pick = v;
+      }
+    }
+    if (pick < 0) {
+      // Everyone is idle: time jumps to the next deadline.
+      clock_.set(time_ns_);
+      const uint64_t d = chip_.next_deadline_ns();
+      if (d == UINT64_MAX) {
+        RequestStop(StopKind::kError, platform::kExitVmmError, HangReport());
+        break;
+      }
+      time_ns_ = std::max(time_ns_, d);
+    } else {
+      time_ns_ = std::max(time_ns_, best);
+    }
+    clock_.set(time_ns_);
+    if (chip_.next_deadline_ns() <= time_ns_) chip_.service_timers(time_ns_);
+    // Idle vCPUs that were kicked (or whose timers are due) get their wake-up test.
+    bool woke = false;
+    for (int v = 0; v < opt_.smp; ++v) {
+      Vcpu& vc = vcpus_[v];
+      if (vc.run == VcpuRun::kRunning) continue;
+      const bool due = chip_.next_deadline_ns(v) <= time_ns_;
+      if (vc.kicked || due) {
+        vc.kicked = false;
+        if (TryWake(v)) woke = true;
+      }
+    }
+    if (woke || pick < 0) continue;  // pick again with the woken vCPUs
+    // With a seed, ties and near-ties go to a random vCPU within one quantum of the earliest.
+    if (emu_.sched_seed != 0) {
+      std::vector<int> near;
+      for (int v = 0; v < opt_.smp; ++v) {
+        if (vcpus_[v].run == VcpuRun::kRunning &&
+            vcpus_[v].clock_ns <= best + (emu_.quantum << emu_.icount_shift)) {
+          near.push_back(v);
+        }
+      }
+      pick = near[NextRandom(rng_) % near.size()];
+    }
+    RunQuantum(pick);
+  }
+  for (int v = 0; v < opt_.smp; ++v) Exit(v);
+  for (const Vcpu& vc : vcpus_) time_ns_ = std::max(time_ns_, vc.clock_ns);
+  return stop_;
+}
+
+}  // namespace
+
+platform::RunResult RunGuest(const platform::RunOptions& opt, const EmuOptions& emu) {
+  if (opt.smp < 1 || opt.smp > platform::kMaxVcpus) {
+    throw std::runtime_error("-smp must be 1.." + std::to_string(platform::kMaxVcpus));
+  }
+  if (opt.irqchip != platform::IrqchipMode::kApicv) {
+    throw std::runtime_error("--irqchip kvm (KVM's in-kernel irqchip) needs -accel kvm");
+  }
+  if (emu.icount_shift > 10) throw std::runtime_error("icount shift must be 0..10");
+  if (emu.quantum == 0) throw std::runtime_error("the scheduling quantum must be at least 1");
+  if (opt.mem_size > platform::GuestMemory::kHoleStart) {
+    throw std::runtime_error("-accel emu supports at most 3 GiB of RAM (no RAM above the hole)");
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                 std::chrono::duration<double>(opt.timeout_s));
+  platform::GuestMemory mem(opt.mem_size);
+  const uint64_t khz = opt.vm_config.tsc_khz ? opt.vm_config.tsc_khz : emu.tsc_khz;
+  VirtualClock clock(emu.icount_shift, khz);
+  virt::ManualTimerService timers;
+  virt::VmConfig cfg = opt.vm_config;
+  cfg.nr_vcpus = opt.smp;
+  cfg.tsc_khz = khz;
+  cfg.tpr_writes_exit = true;  // MOV CR8 and TPR MMIO/MSR writes reach the chip synchronously
+  std::unique_ptr<virt::IrqChip> chip =
+      opt.irqchip_factory ? opt.irqchip_factory(cfg, clock, &timers)
+                          : virt::CreateApicvIrqChip(cfg, clock, opt.trace, &timers);
+  if (opt.trace) opt.trace->set_clock(&clock);
+  platform::Machine machine(mem.size(), opt.smp, opt.serial, chip.get());
+  platform::RunResult res;
+  {
+    EmuMachine m(opt, emu, mem, clock, *chip, machine);
+    for (;;) {
+      const platform::BootImage boot = platform::LoadKernel(opt, mem);
+      const StopKind kind = m.Boot(boot, deadline);
+      if (kind == StopKind::kReset) {
+        if (res.reboots >= opt.max_reboots) {
+          res.exit_code = platform::kExitVmmError;
+          res.error =
+              "reboot limit reached (--max-reboots " + std::to_string(opt.max_reboots) + ")";
+          break;
+        }
+        ++res.reboots;
+        machine.Reset();
+        clock.set(m.now_ns());
+        chip->reset();
+        continue;
+      }
+      res.exit_code = m.exit_code();
+      res.error = m.error();
+      res.debug_exit = kind == StopKind::kDebugExit;
+      res.timed_out = kind == StopKind::kTimeout;
+      break;
+    }
+    res.counters = m.counters();
+  }
+  if (opt.trace) opt.trace->set_clock(nullptr);
+  res.samples = machine.TakeSamples();
+  res.tsc_khz = khz;
+  res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace apicv::emu
