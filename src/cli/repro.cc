@@ -1,9 +1,10 @@
 // `apicv repro seed-000|seed-002|seed-003|seed-004|all`: the seed scenarios on real guests with
 // apicv's irqchip, each configuration checked against what the seeds and the spec say KVM prints.
-// Exit status 0 when every expectation holds, 1 otherwise, 77 without /dev/kvm, 2 bad options.
-// --backend kvm|synthetic (default: kvm when /dev/kvm opens, else synthetic): seed-002 can run on
-// the synthetic backend (backend/synthetic/pmu_script.h, the pmu guest's exits scripted against
-// the same ApicvVm); the other seeds need real guests and therefore /dev/kvm.
+// Exit status 0 when every expectation holds, 1 otherwise, 77 for --accel kvm without /dev/kvm,
+// 2 bad options. Real guests run on --accel kvm|emu (default: kvm when /dev/kvm opens, else emu,
+// apicv's software CPU, docs/emu.md). --backend synthetic runs seed-002 on a scripted guest
+// instead (backend/synthetic/pmu_script.h, the pmu guest's exits scripted against the same
+// ApicvVm).
 // Every check reads the InhibitSummary folded while the trace streamed (scenario.h), never a
 // bounded ring; --keep-lines only limits the full lines kept for display. --seed003-budget S lets
 // seed-003 skip sizes above 16 vCPUs after a slow pair (each skip a row in the table and --json);
@@ -20,7 +21,6 @@
 #include <string>
 #include <vector>
 
-#include "backend/kvm/kvm_vm.h"
 #include "backend/synthetic/pmu_script.h"
 #include "cli/command.h"
 #include "cli/scenario.h"
@@ -634,6 +634,7 @@ struct ReproOptions {
   std::string json;
   std::string ticks = "300";
   std::string backend;               // "", "kvm" or "synthetic"
+  std::string accel;                 // "", "kvm" or "emu"
   std::string seed003_budget = "0";  // seconds per fast+slow pair before larger sizes skip
   std::string keep_lines = "200000";
   std::string trace_dir;
@@ -670,6 +671,10 @@ int ReproMain(const ReproOptions& opt) {
                          " needs /dev/kvm; --backend synthetic supports seed-002 only");
     }
   }
+  const Accel accel = opt.accel.empty() ? DefaultAccel() : ParseAccel("--accel", opt.accel);
+  if (opt.backend == "synthetic" && !opt.accel.empty())
+    throw UsageError("repro: --accel selects where real guests run; --backend synthetic has none");
+  SetScenarioAccel(accel);
   if (!opt.json.empty()) CheckWritable("--json", opt.json);
   if (!opt.trace_dir.empty()) {
     struct stat st {};
@@ -683,13 +688,9 @@ int ReproMain(const ReproOptions& opt) {
   std::string synthetic_why;
   if (opt.backend == "synthetic") {
     synthetic_why = "--backend synthetic";
-  } else if (opt.backend.empty() && seeds == std::vector<std::string>{"seed-002"}) {
-    try {
-      kvm::KvmSystem probe;
-    } catch (const kvm::KvmUnavailable&) {
-      synthetic_why = "/dev/kvm absent";
-    }
   }
+  std::printf("repro: accelerator %s%s\n", AccelName(accel),
+              opt.accel.empty() && accel == Accel::kEmu ? " (/dev/kvm is not available)" : "");
   std::map<std::string, std::vector<Outcome>> all;
   bool ok = true;
   try {
@@ -732,8 +733,11 @@ CommandRegistration reg("", [](CLI::App& app) {
                   "kvm_apicv_inhibit_changed lines kept per run for display, 0..1000000 (default "
                   "200000); the checks see every line whatever this is");
   cmd->add_option("--backend", opt->backend,
-                  "kvm | synthetic (default: kvm when /dev/kvm opens, else synthetic; synthetic "
-                  "runs seed-002 only)");
+                  "kvm | synthetic (default: real guests; synthetic runs seed-002 only, on a "
+                  "scripted guest)");
+  cmd->add_option("--accel", opt->accel,
+                  "kvm | emu: where the real guests run (default: kvm when /dev/kvm opens, else "
+                  "emu, apicv's software CPU)");
   // Unknown options and surplus arguments are reported by ReproMain in one line, like `run`.
   cmd->allow_extras();
   cmd->callback([opt, cmd] {

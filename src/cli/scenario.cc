@@ -1,5 +1,6 @@
 #include "cli/scenario.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <regex>
 #include <stdexcept>
 
+#include "backend/emu/run_emu.h"
 #include "builtin_guests.h"
 #include "cli/command.h"
 #include "trace/trace_sink.h"
@@ -312,6 +314,38 @@ void RejectExtras(const std::string& command, const std::vector<std::string>& ex
                    (hint.empty() ? "" : hint + "; ") + "apicv " + command + " --help)");
 }
 
+namespace {
+Accel g_accel = Accel::kKvm;
+bool g_accel_set = false;
+}  // namespace
+
+Accel DefaultAccel() {
+  const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Accel::kEmu;
+  ::close(fd);
+  return Accel::kKvm;
+}
+
+void SetScenarioAccel(Accel accel) {
+  g_accel = accel;
+  g_accel_set = true;
+}
+
+Accel ScenarioAccel() {
+  if (!g_accel_set) SetScenarioAccel(DefaultAccel());
+  return g_accel;
+}
+
+const char* AccelName(Accel accel) {
+  return accel == Accel::kKvm ? "kvm" : "emu";
+}
+
+Accel ParseAccel(const std::string& opt, const std::string& value) {
+  if (value == "kvm") return Accel::kKvm;
+  if (value == "emu") return Accel::kEmu;
+  throw UsageError(opt + ": expected kvm|emu, got '" + value + "'");
+}
+
 void RunScenario(Scenario& s) {
   const guests::BuiltinGuest* g = guests::FindBuiltinGuest(s.guest);
   if (g == nullptr) throw std::runtime_error("no built-in guest '" + s.guest + "'");
@@ -330,8 +364,13 @@ void RunScenario(Scenario& s) {
   sink.set_output(stream.file());
   std::shared_ptr<virt::ApicvVm> vm;
   // VM creation runs on this thread, as KVM_CREATE_VM runs on QEMU's main thread.
-  trace::set_current_task(
-      {"apicv", static_cast<int>(getpid()), sched_getcpu() < 0 ? 0 : sched_getcpu()});
+  const bool emu = ScenarioAccel() == Accel::kEmu;
+  if (emu) {
+    trace::set_current_task({"apicv", 1000, 0});  // deterministic identities under emu
+  } else {
+    trace::set_current_task(
+        {"apicv", static_cast<int>(getpid()), sched_getcpu() < 0 ? 0 : sched_getcpu()});
+  }
 
   kvm::RunOptions opt;
   opt.smp = s.smp;
@@ -359,7 +398,7 @@ void RunScenario(Scenario& s) {
     vm->set_device_trace(false);
     return virt::ShareApicvVm(vm);
   };
-  s.result = kvm::RunGuest(opt);
+  s.result = emu ? emu::RunGuest(opt, emu::EmuOptions{}) : kvm::RunGuest(opt);
   if (vm) s.stats = vm->stats();
   s.trace_lines_total = sink.lines_emitted();
   sink.set_output(nullptr);

@@ -106,7 +106,18 @@ struct Scenario {
   bool passed = false;  // the guest printed PASS and exited through isa-debug-exit
 };
 
-// Runs the scenario. Throws kvm::KvmUnavailable when /dev/kvm is missing.
+// The accelerator scenarios run on (apicv repro, the guest benchmarks): -accel kvm|emu.
+enum class Accel : uint8_t { kKvm, kEmu };
+// kvm when /dev/kvm opens, else emu (QEMU's order).
+Accel DefaultAccel();
+void SetScenarioAccel(Accel accel);
+Accel ScenarioAccel();
+const char* AccelName(Accel accel);
+// Parses "kvm" / "emu" for option `opt` (UsageError otherwise).
+Accel ParseAccel(const std::string& opt, const std::string& value);
+
+// Runs the scenario on ScenarioAccel(). Throws kvm::KvmUnavailable when that is kvm and /dev/kvm
+// is missing.
 void RunScenario(Scenario& s);
 
 // The body after "kvm_apicv_inhibit_changed: " of a full trace line.

@@ -24,18 +24,32 @@ struct GuestFault {
 
 // Exception vectors (SDM vol. 3A table 6-1).
 enum Vector : uint8_t {
-  kExcDE = 0, kExcDB = 1, kExcNMI = 2, kExcBP = 3, kExcOF = 4, kExcBR = 5, kExcUD = 6,
-  kExcNM = 7, kExcDF = 8, kExcTS = 10, kExcNP = 11, kExcSS = 12, kExcGP = 13, kExcPF = 14,
-  kExcMF = 16, kExcAC = 17, kExcMC = 18,
+  kExcDE = 0,
+  kExcDB = 1,
+  kExcNMI = 2,
+  kExcBP = 3,
+  kExcOF = 4,
+  kExcBR = 5,
+  kExcUD = 6,
+  kExcNM = 7,
+  kExcDF = 8,
+  kExcTS = 10,
+  kExcNP = 11,
+  kExcSS = 12,
+  kExcGP = 13,
+  kExcPF = 14,
+  kExcMF = 16,
+  kExcAC = 17,
+  kExcMC = 18,
 };
 
 // Access kinds for translation; values double as #PF error-code bits (SDM vol. 3A 4.7).
 enum Access : uint8_t { kRead = 0, kWrite = 2, kFetch = 16 };
 
 struct TlbEntry {
-  uint64_t tag = ~0ull;     // (linear page << 1) | user
-  uintptr_t addend = 0;     // host pointer = linear + addend
-  uint64_t pfn = 0;         // guest physical page
+  uint64_t tag = ~0ull;  // (linear page << 1) | user
+  uintptr_t addend = 0;  // host pointer = linear + addend
+  uint64_t pfn = 0;      // guest physical page
 };
 
 struct Block;
@@ -53,20 +67,21 @@ struct Core {
 
   // Derived from CS / CR0 / EFER (update_mode()).
   DecodeMode mode = DecodeMode::kReal16;
-  bool long64 = false;       // 64-bit mode (EFER.LMA and CS.L)
-  bool protected_ = false;   // CR0.PE
+  bool long64 = false;      // 64-bit mode (EFER.LMA and CS.L)
+  bool protected_ = false;  // CR0.PE
   uint8_t cpl = 0;
-  uint8_t stack_size = 2;    // 2, 4 or 8: SS.B / long mode
+  uint8_t stack_size = 2;  // 2, 4 or 8: SS.B / long mode
   bool paging = false;
 
   // Execution of the current instruction.
   uint64_t next_rip = 0;
-  bool end_block = false;    // the current instruction changed something the block depends on
-  bool exit_after = false;   // a host callback asked to end the run
+  bool end_block = false;   // the current instruction changed something the block depends on
+  bool exit_after = false;  // a host callback asked to end the run
 
   // Run control.
   std::atomic<bool> exit_request{false};
   bool window_request = false;
+  bool halted_in_shadow = false;  // see Cpu::take_halted_in_shadow
   int pending_vector = -1;
   bool pending_nmi = false;
   uint64_t retired = 0;
@@ -114,9 +129,15 @@ struct Core {
           s.gpr[r] = (s.gpr[r] & ~0xFFull) | (v & 0xFF);
         }
         break;
-      case 2: s.gpr[r] = (s.gpr[r] & ~0xFFFFull) | (v & 0xFFFF); break;
-      case 4: s.gpr[r] = v & 0xFFFFFFFFu; break;
-      default: s.gpr[r] = v; break;
+      case 2:
+        s.gpr[r] = (s.gpr[r] & ~0xFFFFull) | (v & 0xFFFF);
+        break;
+      case 4:
+        s.gpr[r] = v & 0xFFFFFFFFu;
+        break;
+      default:
+        s.gpr[r] = v;
+        break;
     }
   }
 
@@ -208,7 +229,8 @@ struct Core {
 
   APICV_CPU_INLINE static uint64_t load_host(const uint8_t* p, unsigned size) {
     switch (size) {
-      case 1: return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+      case 1:
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
       case 2:
         if ((reinterpret_cast<uintptr_t>(p) & 1) == 0) {
           return __atomic_load_n(reinterpret_cast<const uint16_t*>(p), __ATOMIC_ACQUIRE);
@@ -231,7 +253,9 @@ struct Core {
   }
   APICV_CPU_INLINE static void store_host(uint8_t* p, unsigned size, uint64_t v) {
     switch (size) {
-      case 1: __atomic_store_n(p, static_cast<uint8_t>(v), __ATOMIC_RELEASE); return;
+      case 1:
+        __atomic_store_n(p, static_cast<uint8_t>(v), __ATOMIC_RELEASE);
+        return;
       case 2:
         if ((reinterpret_cast<uintptr_t>(p) & 1) == 0) {
           __atomic_store_n(reinterpret_cast<uint16_t*>(p), static_cast<uint16_t>(v),
@@ -295,8 +319,10 @@ struct Core {
 
   // ---- control transfer
   void jump(uint64_t target, unsigned osz) {
-    if (osz == 2) target &= 0xFFFF;
-    else if (osz == 4) target &= 0xFFFFFFFFu;
+    if (osz == 2)
+      target &= 0xFFFF;
+    else if (osz == 4)
+      target &= 0xFFFFFFFFu;
     if (!long64 && target > s.seg[kCs].limit) fault(kExcGP, 0);
     if (long64 && static_cast<uint64_t>(static_cast<int64_t>(target << 16) >> 16) != target) {
       fault(kExcGP, 0);
@@ -324,12 +350,17 @@ struct Core {
   // kSoftInt: INT n; kSoftException: INT3/INTO; kPrivSoftException: INT1 (ICEBP). The three
   // software kinds return to next_rip; INT n/INT3/INTO check the gate DPL.
   enum class EventKind : uint8_t {
-    kException, kExternal, kNmi, kSoftInt, kSoftException, kPrivSoftException
+    kException,
+    kExternal,
+    kNmi,
+    kSoftInt,
+    kSoftException,
+    kPrivSoftException
   };
   void deliver_event(uint8_t vector, EventKind kind, bool has_error, uint32_t error);
   void deliver_fault(const GuestFault& f);
   void iret(unsigned osz);
-  int fault_depth = 0;  // faults raised while delivering (table 6-5)
+  int fault_depth = 0;    // faults raised while delivering (table 6-5)
   bool fault_rf = false;  // delivering a fault: the pushed RFLAGS has RF set (SDM vol. 3A 17.3.1.1)
   uint8_t delivering = 0xFF;
 

@@ -59,12 +59,17 @@ bool Core::carry() const {
   const uint64_t m = size_mask(size), sb = sign_bit(size);
   const uint64_t res = lf.res & m, a = lf.a & m, b = lf.b & m;
   switch (lf.op) {
-    case LazyOp::kAdd: return (((a & b) | ((a | b) & ~res)) & sb) != 0;
-    case LazyOp::kSub: return (((~a & b) | ((~a | b) & res)) & sb) != 0;
-    case LazyOp::kLogic: return false;
+    case LazyOp::kAdd:
+      return (((a & b) | ((a | b) & ~res)) & sb) != 0;
+    case LazyOp::kSub:
+      return (((~a & b) | ((~a | b) & res)) & sb) != 0;
+    case LazyOp::kLogic:
+      return false;
     case LazyOp::kInc:
-    case LazyOp::kDec: return lf.cf;
-    default: return (s.rflags & kCF) != 0;
+    case LazyOp::kDec:
+      return lf.cf;
+    default:
+      return (s.rflags & kCF) != 0;
   }
 }
 
@@ -118,14 +123,30 @@ bool Core::cond(uint8_t cc) {
     // lf.res may include a borrow-in (SBB); fall back when it does not equal a - b.
     if (((a - b) & m) == res) {
       switch (cc >> 1) {
-        case 0: r = ((a ^ b) & (a ^ res) & sign_bit(size)) != 0; break;
-        case 1: r = a < b; break;
-        case 2: r = a == b; break;
-        case 3: r = a <= b; break;
-        case 4: r = (res & sign_bit(size)) != 0; break;
-        case 6: r = sa < sbv; break;
-        case 7: r = sa <= sbv; break;
-        default: r = false; break;
+        case 0:
+          r = ((a ^ b) & (a ^ res) & sign_bit(size)) != 0;
+          break;
+        case 1:
+          r = a < b;
+          break;
+        case 2:
+          r = a == b;
+          break;
+        case 3:
+          r = a <= b;
+          break;
+        case 4:
+          r = (res & sign_bit(size)) != 0;
+          break;
+        case 6:
+          r = sa < sbv;
+          break;
+        case 7:
+          r = sa <= sbv;
+          break;
+        default:
+          r = false;
+          break;
       }
       return (cc & 1) ? !r : r;
     }
@@ -136,28 +157,60 @@ bool Core::cond(uint8_t cc) {
     const uint64_t res = lf.res & size_mask(lf.size);
     const bool sf = (res & sign_bit(lf.size)) != 0;
     switch (cc >> 1) {
-      case 0: r = false; break;          // OF = 0
-      case 1: r = false; break;          // CF = 0
-      case 2: r = res == 0; break;
-      case 3: r = res == 0; break;       // CF | ZF
-      case 4: r = sf; break;
-      case 5: r = parity_even(res); break;
-      case 6: r = sf; break;             // SF != OF, OF = 0
-      default: r = sf || res == 0; break;
+      case 0:
+        r = false;
+        break;  // OF = 0
+      case 1:
+        r = false;
+        break;  // CF = 0
+      case 2:
+        r = res == 0;
+        break;
+      case 3:
+        r = res == 0;
+        break;  // CF | ZF
+      case 4:
+        r = sf;
+        break;
+      case 5:
+        r = parity_even(res);
+        break;
+      case 6:
+        r = sf;
+        break;  // SF != OF, OF = 0
+      default:
+        r = sf || res == 0;
+        break;
     }
     return (cc & 1) ? !r : r;
   }
   const uint64_t f = flags();
   const bool of = f & kOF, cf = f & kCF, zf = f & kZF, sf = f & kSF, pf = f & kPF;
   switch (cc >> 1) {
-    case 0: r = of; break;
-    case 1: r = cf; break;
-    case 2: r = zf; break;
-    case 3: r = cf || zf; break;
-    case 4: r = sf; break;
-    case 5: r = pf; break;
-    case 6: r = sf != of; break;
-    default: r = zf || (sf != of); break;
+    case 0:
+      r = of;
+      break;
+    case 1:
+      r = cf;
+      break;
+    case 2:
+      r = zf;
+      break;
+    case 3:
+      r = cf || zf;
+      break;
+    case 4:
+      r = sf;
+      break;
+    case 5:
+      r = pf;
+      break;
+    case 6:
+      r = sf != of;
+      break;
+    default:
+      r = zf || (sf != of);
+      break;
   }
   return (cc & 1) ? !r : r;
 }
@@ -254,8 +307,8 @@ RunResult run_core(Core& c, uint64_t budget) {
     c.deliver_fault(f);
   }
   if (c.s.activity != Activity::kActive) {
-    result.reason = c.s.activity == Activity::kShutdown ? StopReason::kShutdown
-                                                        : StopReason::kNotActive;
+    result.reason =
+        c.s.activity == Activity::kShutdown ? StopReason::kShutdown : StopReason::kNotActive;
     return result;
   }
   StopReason reason = StopReason::kBudget;
@@ -290,7 +343,10 @@ RunResult run_core(Core& c, uint64_t budget) {
       }
       c.retired += done;
       done = 0;
-      if (shadow) c.s.sti_shadow = c.s.mov_ss_shadow = false;
+      if (shadow) {
+        c.s.sti_shadow = c.s.mov_ss_shadow = false;
+        if (c.s.activity == Activity::kHalted) c.halted_in_shadow = true;
+      }
       // A single-step trap is held off by the MOV SS / POP SS the instruction just executed
       // (SDM vol. 3A 6.8.3), and is taken after the next one.
       if (tf && c.s.activity == Activity::kActive && !c.s.mov_ss_shadow) {
@@ -303,9 +359,9 @@ RunResult run_core(Core& c, uint64_t budget) {
         break;
       }
       if (c.s.activity != Activity::kActive) {
-        reason = c.s.activity == Activity::kHalted ? StopReason::kHlt
+        reason = c.s.activity == Activity::kHalted     ? StopReason::kHlt
                  : c.s.activity == Activity::kShutdown ? StopReason::kShutdown
-                                                        : StopReason::kNotActive;
+                                                       : StopReason::kNotActive;
         break;
       }
     } catch (const GuestFault& f) {
@@ -335,8 +391,12 @@ Cpu::Cpu(GuestRam& ram, CpuHost& host, const CpuFeatures& features)
 }
 Cpu::~Cpu() = default;
 
-CpuState& Cpu::state() { return core_->s; }
-const CpuState& Cpu::state() const { return core_->s; }
+CpuState& Cpu::state() {
+  return core_->s;
+}
+const CpuState& Cpu::state() const {
+  return core_->s;
+}
 
 void Cpu::state_changed() {
   core_->lf.op = LazyOp::kNone;
@@ -344,7 +404,9 @@ void Cpu::state_changed() {
   core_->flush_tlb();
 }
 
-RunResult Cpu::run(uint64_t budget) { return run_core(*core_, budget); }
+RunResult Cpu::run(uint64_t budget) {
+  return run_core(*core_, budget);
+}
 
 void Cpu::reset() {
   CpuState& s = core_->s;
@@ -361,8 +423,8 @@ void Cpu::reset() {
 
 void Cpu::init(bool wait_for_sipi) {
   CpuState& s = core_->s;
-  const uint64_t star = s.star, lstar = s.lstar, cstar = s.cstar,
-                 sfmask = s.sfmask, kgs = s.kernel_gs_base, pat = s.pat;
+  const uint64_t star = s.star, lstar = s.lstar, cstar = s.cstar, sfmask = s.sfmask,
+                 kgs = s.kernel_gs_base, pat = s.pat;
   const uint64_t cr0 = s.cr0;
   reset();
   // INIT keeps CR0.CD/NW and the SYSCALL/PAT MSRs (SDM vol. 3A table 10-1 "following INIT");
@@ -385,17 +447,33 @@ void Cpu::sipi(uint8_t vector) {
   core_->update_mode();
 }
 
-void Cpu::inject_interrupt(uint8_t vector) { core_->pending_vector = vector; }
-void Cpu::inject_nmi() { core_->pending_nmi = true; }
+void Cpu::inject_interrupt(uint8_t vector) {
+  core_->pending_vector = vector;
+}
+void Cpu::inject_nmi() {
+  core_->pending_nmi = true;
+}
+bool Cpu::take_halted_in_shadow() {
+  const bool r = core_->halted_in_shadow;
+  core_->halted_in_shadow = false;
+  return r;
+}
 bool Cpu::ready_for_interrupt() const {
   const CpuState& s = core_->s;
-  return (s.rflags & kIF) != 0 && !s.sti_shadow && !s.mov_ss_shadow &&
-         core_->pending_vector < 0;
+  return (s.rflags & kIF) != 0 && !s.sti_shadow && !s.mov_ss_shadow && core_->pending_vector < 0;
 }
-bool Cpu::nmi_blocked() const { return core_->s.nmi_blocked || core_->pending_nmi; }
-void Cpu::set_interrupt_window_request(bool on) { core_->window_request = on; }
-void Cpu::request_exit() { core_->exit_request.store(true, std::memory_order_relaxed); }
-uint64_t Cpu::retired() const { return core_->retired; }
+bool Cpu::nmi_blocked() const {
+  return core_->s.nmi_blocked || core_->pending_nmi;
+}
+void Cpu::set_interrupt_window_request(bool on) {
+  core_->window_request = on;
+}
+void Cpu::request_exit() {
+  core_->exit_request.store(true, std::memory_order_relaxed);
+}
+uint64_t Cpu::retired() const {
+  return core_->retired;
+}
 void Cpu::flush_decode_cache() {
   for (unsigned i = 0; i < Core::kBlockMapSize; ++i) core_->block_map[i] = nullptr;
   core_->flush_jump_cache();

@@ -69,6 +69,10 @@ class Cpu {
   void inject_interrupt(uint8_t vector);
   void inject_nmi();
   bool ready_for_interrupt() const;  // RFLAGS.IF = 1 and no STI / MOV SS shadow
+  // True when the last HLT executed inside an STI / MOV SS shadow (`sti; hlt`): the state a
+  // hypervisor sees at that HLT exit (interruptibility "blocking by STI"), so KVM reports it not
+  // ready for injection and opens an interrupt window. Consumed by the call.
+  bool take_halted_in_shadow();
   bool nmi_blocked() const;
   // Ask run() to stop at the first instruction boundary where an interrupt can be injected.
   void set_interrupt_window_request(bool on);

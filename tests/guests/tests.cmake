@@ -19,8 +19,10 @@ apicv_guest_test(guest_ipi_bench_timer_kvm ipi-bench -append "timer n=100")
 # Seed 002 under apicv's irqchip (the default): one PMC0 overflow gives two PMIs with the 2023
 # immediate-delivery path (legacy) and exactly one with the fix (current).
 function(apicv_guest_pmu_test name mode count)
-  apicv_add_guest_test(NAME ${name} GUEST pmu EXPECT "^PMIs per overflow: ${count}$"
+  apicv_add_guest_test(NAME ${name} GUEST pmu ACCEL kvm EXPECT "^PMIs per overflow: ${count}$"
                        ARGS --pmi-delivery ${mode})
+  apicv_add_guest_test(NAME ${name}_emu GUEST pmu ACCEL emu
+                       EXPECT "^PMIs per overflow: ${count}$" ARGS --pmi-delivery ${mode})
 endfunction()
 
 apicv_guest_pmu_test(guest_pmu_legacy legacy 2)
@@ -28,8 +30,11 @@ apicv_guest_pmu_test(guest_pmu_current current 1)
 
 # The same guests under apicv's own irqchip (the default), which serves every APIC access, IPI,
 # EOI and interrupt window. -append strict makes in-service checks fatal (docs/guests.md).
+# Each runs twice: on /dev/kvm (NAME, skipped where it is absent) and on apicv's software CPU
+# (NAME_emu, deterministic in virtual time, runs on every machine).
 function(apicv_guest_test_apicv name guest)
-  apicv_add_guest_test(NAME ${name} GUEST ${guest} ARGS ${ARGN})
+  apicv_add_guest_test(NAME ${name} GUEST ${guest} ACCEL kvm ARGS ${ARGN})
+  apicv_add_guest_test(NAME ${name}_emu GUEST ${guest} ACCEL emu ARGS ${ARGN})
 endfunction()
 
 apicv_guest_test_apicv(guest_apic_apicv apic -append strict)
@@ -54,16 +59,24 @@ apicv_guest_test_apicv(guest_reboot_vmx reboot --vendor vmx -smp 2)
 apicv_guest_test_apicv(guest_ipi_bench_vmx ipi-bench --vendor vmx -smp 2 -append "n=100")
 
 # The seed reproductions (issue 4/5): exit 0 when every expectation holds, 77 without /dev/kvm.
+# Each on /dev/kvm (skipped where it is absent) and on apicv's software CPU (_emu).
 foreach(seed seed-000 seed-002 seed-004)
   apicv_add_checked_test(NAME repro_${seed} RUN_SERIAL TIMEOUT 900
                          EXPECT "^repro: all expectations hold" REJECT "\\[FAIL\\]"
-                         COMMAND $<TARGET_FILE:apicv> repro ${seed})
+                         COMMAND $<TARGET_FILE:apicv> repro ${seed} --accel kvm)
+  apicv_add_checked_test(NAME repro_${seed}_emu RUN_SERIAL TIMEOUT 900
+                         EXPECT "^repro: all expectations hold" REJECT "\\[FAIL\\]"
+                         COMMAND $<TARGET_FILE:apicv> repro ${seed} --accel emu)
 endforeach()
 # seed-003 never skips a size by default (--seed003-budget 0): 288 vCPUs must have run.
 apicv_add_checked_test(NAME repro_seed-003 RUN_SERIAL TIMEOUT 900
                        EXPECT "\\[PASS\\] every size ran \\(2, 4, 16, 64, 288 vCPUs"
                        REJECT "\\[FAIL\\]|SKIPPED"
-                       COMMAND $<TARGET_FILE:apicv> repro seed-003)
+                       COMMAND $<TARGET_FILE:apicv> repro seed-003 --accel kvm)
+apicv_add_checked_test(NAME repro_seed-003_emu RUN_SERIAL TIMEOUT 900
+                       EXPECT "\\[PASS\\] every size ran \\(2, 4, 16, 64, 288 vCPUs"
+                       REJECT "\\[FAIL\\]|SKIPPED"
+                       COMMAND $<TARGET_FILE:apicv> repro seed-003 --accel emu)
 
 # Seed 002 on the synthetic backend (issue 5: the repro where /dev/kvm is absent): the pmu guest's
 # exits scripted against ApicvVm; legacy 2 PMIs for one overflow, current 1 with LVTPC masked.

@@ -98,6 +98,9 @@ struct Vcpu {
   VcpuRun run = VcpuRun::kRunning;
   bool kicked = false;
   bool in_guest = false;  // between vcpu_enter and vcpu_exit
+  // The last HLT ran in an STI shadow: the next entry reports "not ready" once, as the KVM
+  // backend sees ready_for_interrupt_injection = 0 at such a HLT exit and opens a window.
+  bool hlt_shadow = false;
 };
 
 // splitmix64: the scheduler's seeded generator (deterministic across hosts and builds).
@@ -147,13 +150,22 @@ class EmuMachine {
   platform::Machine& machine() { return machine_; }
   cpu::Cpu& cpu(int v) { return *vcpus_[v].cpu; }
   uint64_t now_ns() const { return time_ns_; }
+  // Every access the CPU hands out is a VM exit: the vCPU leaves guest mode before the platform
+  // handles it (as KVM_RUN returns before the KVM backend does), and re-enters at its next entry.
+  void LeaveGuest(int v) { Exit(v); }
 
  private:
   void Kick(int v) {
     if (v < 0 || v >= static_cast<int>(vcpus_.size())) return;
     ++counters_.kicks;
     vcpus_[v].kicked = true;
-    if (v == running_) vcpus_[v].cpu->request_exit();  // ends its quantum early
+    if (v == running_) {
+      vcpus_[v].cpu->request_exit();  // ends its quantum early
+    } else {
+      // A vCPU waiting for its turn is in guest mode; a kick makes it exit at once, as the IPI
+      // does on a host with a CPU per vCPU (a KVM_REQUEST_WAIT broadcast then sees it outside).
+      Exit(v);
+    }
   }
   void SetTask(int v) {
     trace::TaskContext t;
@@ -198,6 +210,7 @@ class EmuMachine {
 };
 
 uint32_t VcpuHost::pio_in(uint16_t port, unsigned size) {
+  m_.LeaveGuest(v_);
   uint8_t buf[4] = {};
   m_.machine().PioIn(v_, port, buf, size);
   ++m_.counters().exits[KVM_EXIT_IO];
@@ -208,6 +221,7 @@ uint32_t VcpuHost::pio_in(uint16_t port, unsigned size) {
 }
 
 void VcpuHost::pio_out(uint16_t port, unsigned size, uint32_t value) {
+  m_.LeaveGuest(v_);
   uint8_t buf[4];
   std::memcpy(buf, &value, 4);
   m_.OnStopRequest(m_.machine().PioOut(v_, port, buf, size));
@@ -216,12 +230,14 @@ void VcpuHost::pio_out(uint16_t port, unsigned size, uint32_t value) {
 }
 
 void VcpuHost::mmio_read(uint64_t gpa, void* data, unsigned len) {
+  m_.LeaveGuest(v_);
   m_.machine().MmioRead(v_, gpa, static_cast<uint8_t*>(data), len);
   ++m_.counters().exits[KVM_EXIT_MMIO];
   m_.chip().instruction_emulated(v_);
 }
 
 void VcpuHost::mmio_write(uint64_t gpa, const void* data, unsigned len) {
+  m_.LeaveGuest(v_);
   uint8_t buf[8] = {};
   std::memcpy(buf, data, len > 8 ? 8 : len);
   m_.machine().MmioWrite(v_, gpa, buf, len);
@@ -230,6 +246,7 @@ void VcpuHost::mmio_write(uint64_t gpa, const void* data, unsigned len) {
 }
 
 cpu::MsrResult VcpuHost::rdmsr(uint32_t msr, uint64_t* value) {
+  m_.LeaveGuest(v_);
   ++m_.counters().msr_exits_inval;
   ++m_.counters().exits[KVM_EXIT_X86_RDMSR];
   const bool ok = m_.machine().Rdmsr(v_, msr, value, platform::MsrMiss::kGp);
@@ -238,6 +255,7 @@ cpu::MsrResult VcpuHost::rdmsr(uint32_t msr, uint64_t* value) {
 }
 
 cpu::MsrResult VcpuHost::wrmsr(uint32_t msr, uint64_t value) {
+  m_.LeaveGuest(v_);
   ++m_.counters().msr_exits_inval;
   ++m_.counters().exits[KVM_EXIT_X86_WRMSR];
   const bool ok = m_.machine().Wrmsr(v_, msr, value, platform::MsrMiss::kGp);
@@ -310,7 +328,8 @@ void EmuMachine::RunQuantum(int v) {
     return;
   }
   chip_.run_timers(v);
-  const bool ready = c.ready_for_interrupt();
+  const bool ready = c.ready_for_interrupt() && !vc.hlt_shadow;
+  vc.hlt_shadow = false;
   const virt::Injection inj = chip_.check_and_inject_events(v, ready, IfSet(v));
   if (inj.nmi) {
     c.inject_nmi();
@@ -339,9 +358,12 @@ void EmuMachine::RunQuantum(int v) {
   vc.clock_ns += r.retired << emu_.icount_shift;
   clock_.set(vc.clock_ns);
   running_ = -1;
+  // Every stop but the end of the quantum is a VM exit: leave guest mode before handling it.
+  if (r.reason != cpu::StopReason::kBudget) Exit(v);
   switch (r.reason) {
     case cpu::StopReason::kHlt: {
       ++counters_.exits[KVM_EXIT_HLT];
+      vc.hlt_shadow = c.take_halted_in_shadow();
       chip_.instruction_emulated(v);
       if (inj.request_window && IfSet(v)) {
         // `sti; hlt` halts before the window opens: KVM takes it as the window exit.
@@ -512,10 +534,11 @@ platform::RunResult RunGuest(const platform::RunOptions& opt, const EmuOptions& 
   cfg.nr_vcpus = opt.smp;
   cfg.tsc_khz = khz;
   cfg.tpr_writes_exit = true;  // MOV CR8 and TPR MMIO/MSR writes reach the chip synchronously
+  // Every line, the VM creation's included, carries virtual time.
+  if (opt.trace) opt.trace->set_clock(&clock);
   std::unique_ptr<virt::IrqChip> chip =
       opt.irqchip_factory ? opt.irqchip_factory(cfg, clock, &timers)
                           : virt::CreateApicvIrqChip(cfg, clock, opt.trace, &timers);
-  if (opt.trace) opt.trace->set_clock(&clock);
   platform::Machine machine(mem.size(), opt.smp, opt.serial, chip.get());
   platform::RunResult res;
   {
