@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,12 @@ struct RunResult {
   uint64_t tsc_khz = 0;           // TSC frequency the guest sees (KVM_GET_TSC_KHZ of vCPU 0)
   double wall_s = 0;
   RunCounters counters;
+};
+
+// The kernel image (or its multiboot module) cannot be loaded: the user's input, checked by every
+// backend before it looks for its accelerator.
+struct InvalidBootImage : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // Loads opt.kernel into `mem`: as a flat binary when opt.flat_entry is set, as Multiboot v1 (with

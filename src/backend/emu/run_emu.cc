@@ -527,6 +527,12 @@ platform::RunResult RunGuest(const platform::RunOptions& opt, const EmuOptions& 
   const auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                  std::chrono::duration<double>(opt.timeout_s));
   platform::GuestMemory mem(opt.mem_size);
+  // The image is the user's input: a bad -kernel is reported as such (every boot loads it again).
+  try {
+    (void)platform::LoadKernel(opt, mem);
+  } catch (const std::runtime_error& e) {
+    throw platform::InvalidBootImage(e.what());
+  }
   const uint64_t khz = opt.vm_config.tsc_khz ? opt.vm_config.tsc_khz : emu.tsc_khz;
   VirtualClock clock(emu.icount_shift, khz);
   virt::ManualTimerService timers;

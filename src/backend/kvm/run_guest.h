@@ -31,11 +31,7 @@ struct KvmUnavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The kernel image (or its multiboot module) cannot be loaded: the user's input, checked before
-// /dev/kvm is opened.
-struct InvalidBootImage : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using InvalidBootImage = platform::InvalidBootImage;
 
 // Throws InvalidBootImage for a kernel that cannot be loaded (before looking for /dev/kvm),
 // KvmUnavailable when /dev/kvm is missing or unusable, std::runtime_error for bad options.
