@@ -23,6 +23,7 @@
 #include "cli/scenario.h"
 #include "devices/clock.h"
 #include "platform/guest_memory.h"
+#include "platform/run_options.h"
 #include "trace/trace_sink.h"
 #include "virt/apicv_vm.h"
 #include "virt/shared_irqchip.h"
@@ -429,6 +430,16 @@ int RunMain(const std::vector<std::string>& args) {
     };
   }
   if (p.accel.empty()) {
+    // Bad input first, as its one line: the image is checked before the accelerator is named.
+    try {
+      platform::GuestMemory scratch(p.run.mem_size);
+      (void)platform::LoadKernel(p.run, scratch);
+    } catch (const std::runtime_error& e) {
+      if (serial_file) std::fclose(serial_file);
+      if (trace_file) std::fclose(trace_file);
+      throw UsageError((p.guest.empty() ? "-kernel '" + p.kernel_path : "--guest '" + p.guest) +
+                       "': " + e.what());
+    }
     // QEMU's default order: KVM when it is usable, else the software CPU.
     const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
     p.accel = fd >= 0 ? "kvm" : "emu";
