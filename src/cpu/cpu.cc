@@ -230,9 +230,16 @@ inline bool block_valid(const Core& c, const Block* b) {
 Block* find_block_slow(Core& c, uint64_t lin);
 
 inline Block* find_block(Core& c) {
-  const uint64_t lin = c.long64 ? c.s.rip : c.linear(kCs, c.s.rip, 1, false);
+  uint64_t lin = c.s.rip;
+  if (!c.long64) {
+    lin = c.linear(kCs, c.s.rip, 1, false);
+  } else if (static_cast<uint64_t>(static_cast<int64_t>(lin << 16) >> 16) != lin) {
+    c.fault(kExcGP, 0);  // a non-canonical RIP faults on fetch
+  }
   Core::JumpEntry& j = c.jump_cache[(lin ^ (lin >> 12)) & (Core::kJumpCacheSize - 1)];
-  if (j.lin == lin && j.cpl == c.cpl && block_valid(c, j.block)) return j.block;
+  if (j.block != nullptr && j.lin == lin && j.cpl == c.cpl && block_valid(c, j.block)) {
+    return j.block;
+  }
   Block* b = find_block_slow(c, lin);
   j.lin = lin;
   j.cpl = c.cpl;
