@@ -1,90 +1,103 @@
-// ApicvVm, interrupt delivery (KVM lapic.c kvm_apic_send_ipi / __apic_accept_irq, irq_comm.c
-// kvm_irq_delivery_to_apic, svm/avic.c incomplete IPIs, vmx/posted_intr.c): see apicv_vm.h.
-#include <algorithm>
-#include <bit>
+// Interrupt delivery and routing (KVM lapic.c delivery, irq_comm.c); see apic_delivery.h.
+#include "virt/apic_delivery.h"
 
-#include "irq/match_dest.h"
-#include "virt/apicv_vm_internal.h"
+#include "trace/kvm_events.h"
+#include "virt/svm_avic.h"
+#include "virt/vm_defs.h"
+#include "virt/vmx_posted_intr.h"
 
 namespace apicv::virt {
 
-using namespace vm_detail;  // NOLINT: the split files share ApicvVm's private helpers
 using x86::DeliveryMode;
+using x86::InterruptRequest;
 
-class ApicvVm::AvicOps final : public AvicVcpuOps {
- public:
-  AvicOps(ApicvVm& vm, std::shared_ptr<const MapSnapshot> snap) : vm_(vm), snap_(std::move(snap)) {}
-  void set_irr(int vcpu, uint8_t vector) override {
-    vm_.vcpus_[static_cast<size_t>(vcpu)]->lapic.post(vector, /*level=*/false);
-  }
-  // The doorbell makes a running target evaluate its IRR; a wake-up makes a halted one run; both
-  // become the backend's kick here. KVM_REQ_EVENT is set on every path so a target between its
-  // event check and guest entry sees a pending request in vcpu_enter and does not miss the IRR.
-  void ring_doorbell(int vcpu) override { kick(vcpu); }
-  void wake(int vcpu) override { kick(vcpu); }
-  void request_event_and_kick(int vcpu) override { kick(vcpu); }
-  bool in_guest_mode(int vcpu) override {
-    return vm_.reqs_.vcpu(vcpu).mode() == VcpuMode::kInGuestMode;
-  }
-  bool apicv_active(int vcpu) override { return vm_.inhibits_.vcpu_apicv_active(vcpu); }
-  const irq::ApicView& view(int vcpu) override {
-    static const irq::ApicView kAbsent{};
-    if (vcpu < 0 || static_cast<size_t>(vcpu) >= snap_->views.size()) return kAbsent;
-    return snap_->views[static_cast<size_t>(vcpu)];
-  }
+ApicDelivery::ApicDelivery(const VmConfig& config, VcpuDevices& vcpus, ApicvInhibits& inhibits,
+                           VcpuRequestSet& reqs, const BackendKick& kick, const DeviceTrace& trace,
+                           SvmAvic* avic, VmxPostedIntr* vmx)
+    : config_(config),
+      vcpus_(vcpus),
+      inhibits_(inhibits),
+      reqs_(reqs),
+      kick_(kick),
+      trace_(trace),
+      avic_(avic),
+      vmx_(vmx),
+      arb_prio_(std::make_unique<std::atomic<uint32_t>[]>(static_cast<size_t>(vcpus.size()))),
+      views_(static_cast<size_t>(vcpus.size())) {
+  route_options_.vector_hashing = config.vector_hashing;
+}
 
- private:
-  void kick(int vcpu) {
-    vm_.st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
-    vm_.reqs_.make_request_and_kick(vcpu, kReqEvent);
-  }
-  ApicvVm& vm_;
-  std::shared_ptr<const MapSnapshot> snap_;
-};
+void ApicDelivery::reset_view(int vcpu) {
+  std::lock_guard<std::mutex> g(map_mu_);
+  views_[static_cast<size_t>(vcpu)] = ApicViewOf(vcpus_.lapic(vcpu).identity());
+}
 
-void ApicvVm::send_ipi(int src, const InterruptRequest& req) {
+void ApicDelivery::rebuild_apic_map(int changed_vcpu, bool xapic_id_written) {
+  irq::ApicMapFlags flags;
+  bool id_written_2022 = false;
+  {
+    std::lock_guard<std::mutex> g(map_mu_);
+    if (changed_vcpu >= 0) {
+      // The owner thread calls us, so reading its Lapic is safe.
+      const LapicIdentity id = vcpus_.lapic(changed_vcpu).identity();
+      // 2022 rule (3743c2f02517): any guest write of the xAPIC ID register, even of the value it
+      // already holds, compared the ID with the vCPU id not truncated to 8 bits (f651a0089548
+      // added the truncation); a mismatch sets APIC_ID_MODIFIED for good.
+      if (xapic_id_written && id.hw_enabled && !id.x2apic && id.xapic_id != id.vcpu_id)
+        id_written_2022 = true;
+      views_[static_cast<size_t>(changed_vcpu)] = ApicViewOf(id);
+    }
+    auto snap = std::make_shared<MapSnapshot>();
+    snap->views = views_;
+    snap->map.Rebuild(snap->views);
+    flags = snap->map.flags();
+    // avic_handle_ldr_update(): the logical APIC ID table follows LDR/DFR (xAPIC vCPUs only).
+    if (avic_) avic_->rebuild_logical_table(snap->views);
+    {
+      std::lock_guard<std::mutex> sg(snap_mu_);
+      map_snapshot_ = std::move(snap);
+    }
+    // kvm_recalculate_apic_map(): the three map inhibits are recomputed on every rebuild, still
+    // under apic_map_lock (here map_mu_). Applying them after the unlock would let two concurrent
+    // rebuilds apply their flags in the opposite order and leave a stale inhibit set.
+    // Holding map_mu_ across the APICV_UPDATE kick-and-wait is safe: a vCPU in guest mode leaves
+    // it without taking map_mu_ (docs/locking.md).
+    inhibits_.set_or_clear(InhibitReason::kPhysicalIdAliased, flags.phys_id_aliased);
+    inhibits_.set_or_clear(InhibitReason::kLogicalIdAliased, flags.logical_id_aliased);
+    if (config_.apic_id_check == ApicIdCheck::kCurrent) {
+      inhibits_.set_or_clear(InhibitReason::kApicIdModified, flags.xapic_id_mismatch);
+    } else if (id_written_2022) {
+      inhibits_.set(InhibitReason::kApicIdModified);
+    }
+  }
+  st_map_rebuilds_.fetch_add(1, std::memory_order_relaxed);
+  // kvm_recalculate_apic_map() ends with kvm_make_scan_ioapic_request(): RTE destinations may now
+  // match other vCPUs. Only the VMX model keeps an EOI-exit bitmap.
+  if (vmx_) vmx_->request_scan_ioapic();
+}
+
+void ApicDelivery::send_ipi(int src, const InterruptRequest& req) {
   st_ipis_.fetch_add(1, std::memory_order_relaxed);
   // With AVIC active on the sender, the hardware takes the ICR write; KVM only sees it when it
   // exits with AVIC_INCOMPLETE_IPI. When the sender's AVIC is inhibited, the write traps and KVM
   // emulates it (kvm_apic_send_ipi).
   if (avic_ && req.from_ipi && src >= 0 && src < config_.nr_vcpus &&
       inhibits_.vcpu_apicv_active(src)) {
-    avic_send_ipi(src, req);
+    std::shared_ptr<const MapSnapshot> snap = load_map();
+    if (avic_->icr_write(src, req, snap->views)) kvm_apic_send_ipi(src, req);
     return;
   }
   kvm_apic_send_ipi(src, req);
 }
 
-void ApicvVm::kvm_apic_send_ipi(int src, const InterruptRequest& req) {
+void ApicDelivery::kvm_apic_send_ipi(int src, const InterruptRequest& req) {
   // kvm_apic_send_ipi() traces the ICR low word (BUSY already cleared) and the decoded
   // destination: ICR[63:32] for an x2APIC source, ICR2[31:24] for xAPIC.
-  trace::trace_kvm_apic_ipi(lapic_trace(), IcrLow(req), req.dest_id);
+  trace::trace_kvm_apic_ipi(trace_.lapic(), IcrLow(req), req.dest_id);
   route_and_deliver(src, req);
 }
 
-void ApicvVm::avic_send_ipi(int src, const InterruptRequest& req) {
-  AvicOps ops(*this, load_map());
-  const uint32_t icrl = IcrLow(req);
-  const uint32_t icrh = IcrHigh(req);
-  const AvicIcrResult r = avic_->handle_icr_write(src, icrl, icrh, req.source_x2apic, ops);
-  if (!r.exit) return;
-  switch (avic_->avic_incomplete_ipi_interception(src, icrl, icrh, static_cast<uint32_t>(r.cause),
-                                                  r.index, ops)) {
-    case AvicIncompleteIpiAction::kSendIpi:
-    case AvicIncompleteIpiAction::kWriteIcrNodecode:
-      // INVALID_INT_TYPE / INVALID_TARGET: the hardware touched no IRR; KVM emulates the whole
-      // IPI through the ICR write path.
-      kvm_apic_send_ipi(src, req);
-      return;
-    case AvicIncompleteIpiAction::kNone:           // TARGET_NOT_RUNNING: IRRs set, targets kicked
-    case AvicIncompleteIpiAction::kIgnoredVector:  // vector < 16: dropped as by the hardware
-    case AvicIncompleteIpiAction::kWarnBackingPage:
-    case AvicIncompleteIpiAction::kUnhandledCause:
-      return;
-  }
-}
-
-void ApicvVm::route_and_deliver(int src, const InterruptRequest& req) {
+void ApicDelivery::route_and_deliver(int src, const InterruptRequest& req) {
   std::shared_ptr<const MapSnapshot> snap = load_map();
   thread_local irq::TargetList targets;
   targets.clear();
@@ -93,7 +106,7 @@ void ApicvVm::route_and_deliver(int src, const InterruptRequest& req) {
     thread_local std::vector<irq::ApicView> views;
     views = snap->views;
     for (size_t i = 0; i < views.size(); ++i)
-      views[i].arb_prio = vcpus_[i]->arb_prio.load(std::memory_order_relaxed);
+      views[i].arb_prio = arb_prio_[i].load(std::memory_order_relaxed);
     irq::Route(req, &snap->map, views, route_options_, targets);
   } else {
     irq::Route(req, &snap->map, snap->views, route_options_, targets);
@@ -101,7 +114,7 @@ void ApicvVm::route_and_deliver(int src, const InterruptRequest& req) {
   for (int t : targets.targets()) deliver(src, req, t);
 }
 
-int ApicvVm::ioapic_delivery_result(const InterruptRequest& req) const {
+int ApicDelivery::ioapic_delivery_result(const InterruptRequest& req) const {
   std::shared_ptr<const MapSnapshot> snap = load_map();
   thread_local irq::TargetList targets;
   targets.clear();
@@ -134,16 +147,16 @@ int ApicvVm::ioapic_delivery_result(const InterruptRequest& req) const {
   return r;
 }
 
-void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
+void ApicDelivery::deliver(int src, const InterruptRequest& req, int target) {
   if (target < 0 || target >= config_.nr_vcpus) return;
-  VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
-  trace::trace_kvm_apic_accept_irq(lapic_trace(), static_cast<uint32_t>(target),
+  Lapic& t = vcpus_.lapic(target);
+  trace::trace_kvm_apic_accept_irq(trace_.lapic(), static_cast<uint32_t>(target),
                                    static_cast<uint16_t>(req.delivery_mode) << 8, req.trigger_level,
                                    req.vector);
   switch (req.delivery_mode) {
     case DeliveryMode::kLowestPriority:
       // __apic_accept_irq: every lowest-priority arrival counts, accepted or not.
-      t.arb_prio.fetch_add(1, std::memory_order_relaxed);
+      arb_prio_[static_cast<size_t>(target)].fetch_add(1, std::memory_order_relaxed);
       [[fallthrough]];
     case DeliveryMode::kFixed:
       // __apic_accept_irq drops a level-triggered deassert.
@@ -151,14 +164,14 @@ void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
       deliver_fixed(src, target, req);
       return;
     case DeliveryMode::kNmi:
-      t.lapic.post_nmi();
+      t.post_nmi();
       break;
     case DeliveryMode::kInit:
       if (req.trigger_level && !req.level) return;  // INIT level de-assert: ignored
-      t.lapic.post_init();
+      t.post_init();
       break;
     case DeliveryMode::kStartup:
-      t.lapic.post_sipi(req.vector);
+      t.post_sipi(req.vector);
       break;
     default:
       return;  // SMI, remote read, ExtINT through the bus: ignored, as KVM does
@@ -167,11 +180,11 @@ void ApicvVm::deliver(int src, const InterruptRequest& req, int target) {
   // guest mode nor a halt; the backend's kick reaches every wait, so use it unconditionally.
   st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
   reqs_.vcpu(target).make_request(kReqEvent);
-  kick(target);
+  kick_.kick(target);
 }
 
-void ApicvVm::deliver_fixed(int src, int target, const InterruptRequest& req) {
-  VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
+void ApicDelivery::deliver_fixed(int src, int target, const InterruptRequest& req) {
+  Lapic& t = vcpus_.lapic(target);
   const uint8_t vector = req.vector;
   const bool level = req.trigger_level;
   // The vendor deliver_interrupt hook traces kvm_apicv_accept_irq when the interrupt goes through
@@ -180,106 +193,45 @@ void ApicvVm::deliver_fixed(int src, int target, const InterruptRequest& req) {
   // target neither traces.
   const bool apicv_active = inhibits_.vcpu_apicv_active(target);
   auto trace_apicv_accept = [&] {
-    trace::trace_kvm_apicv_accept_irq(lapic_trace(), static_cast<uint32_t>(target),
+    trace::trace_kvm_apicv_accept_irq(trace_.lapic(), static_cast<uint32_t>(target),
                                       static_cast<uint16_t>(req.delivery_mode) << 8, level, vector);
   };
   if (target == src) {
     InterruptRequest r;
     r.vector = vector;
     r.trigger_level = level;
-    t.lapic.accept_irq(r);
+    t.accept_irq(r);
     // The sender is outside guest mode (it is handling its own exit): no doorbell, no notification.
     if (apicv_active) trace_apicv_accept();
     reqs_.vcpu(target).make_request(kReqEvent);
     return;
   }
   // vmx_deliver_interrupt(): with APICv active on the target, post into its descriptor.
-  if (config_.vendor == VendorModel::kVmx && apicv_active) {
-    vmx_deliver_posted_interrupt(target, vector, level);
+  if (vmx_ && apicv_active) {
+    vmx_->deliver(target, vector, level);
     trace_apicv_accept();
     return;
   }
   // Lock-free posting into the target's PIR; the owner folds it into IRR before injecting.
-  t.lapic.post(vector, level);
+  t.post(vector, level);
   if (avic_ && apicv_active) {
     trace_apicv_accept();
     // avic_ring_doorbell() for a target in guest mode (the kick below stands for the doorbell).
     if (reqs_.vcpu(target).mode() == VcpuMode::kInGuestMode &&
         (src < 0 || HostApicId(src) != HostApicId(target)))
-      trace::trace_kvm_avic_doorbell(lapic_trace(), static_cast<uint32_t>(target),
+      trace::trace_kvm_avic_doorbell(trace_.lapic(), static_cast<uint32_t>(target),
                                      HostApicId(target));
   }
   st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
   reqs_.make_request_and_kick(target, kReqEvent);
 }
 
-void ApicvVm::vmx_deliver_posted_interrupt(int target, uint8_t vector, bool level) {
-  VcpuCtx& t = *vcpus_[static_cast<size_t>(target)];
-  const int w = vector >> 5;
-  const uint32_t bit = 1u << (vector & 31);
-  if (level) {
-    t.pi_tmr[static_cast<size_t>(w)].fetch_or(bit, std::memory_order_seq_cst);
-  } else {
-    t.pi_tmr[static_cast<size_t>(w)].fetch_and(~bit, std::memory_order_seq_cst);
-  }
-  // Only for the counters: which of the "no notification" cases it was.
-  const bool was_pending = t.pi.test_pir(vector);
-  st_pi_deliveries_.fetch_add(1, std::memory_order_relaxed);
-  switch (deliver_posted_interrupt(t.pi, vector, reqs_.vcpu(target))) {
-    case PiNotify::kNotify:
-      // kvm_vcpu_trigger_posted_interrupt(): the notification IPI. The model has no hardware
-      // PIR processing inside the guest, so the target exits and harvests on re-entry.
-      st_pi_notifications_.fetch_add(1, std::memory_order_relaxed);
-      st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
-      reqs_.kick_vcpu(target);
-      return;
-    case PiNotify::kWake:
-      // kvm_vcpu_wake_up(): a blocked target is woken; one between exit and entry finds ON in
-      // vcpu_enter() or its next harvest.
-      st_pi_wakeups_.fetch_add(1, std::memory_order_relaxed);
-      if (reqs_.vcpu(target).blocked()) {
-        st_ipi_kicks_.fetch_add(1, std::memory_order_relaxed);
-        reqs_.kick_vcpu(target);
-      }
-      return;
-    case PiNotify::kNone:
-      if (was_pending) {
-        st_pi_coalesced_.fetch_add(1, std::memory_order_relaxed);
-      } else if (!t.pi.sn()) {
-        st_pi_suppressed_on_.fetch_add(1, std::memory_order_relaxed);
-      }
-      return;
-  }
-}
-
-void ApicvVm::vmx_sync_pir_to_irr(VcpuCtx& c) {
-  if (!c.pi.on()) return;
-  std::array<uint32_t, 8> posted{};
-  if (!sync_pir_to_irr(c.pi, posted).harvested) return;
-  st_pi_harvests_.fetch_add(1, std::memory_order_relaxed);
-  // __kvm_apic_update_irr(): the vectors join IRR with the trigger mode recorded by the sender;
-  // a disabled APIC drops them, as __apic_accept_irq would have.
-  for (int w = 0; w < 8; ++w) {
-    uint32_t bits = posted[static_cast<size_t>(w)];
-    if (bits == 0) continue;
-    const uint32_t level = c.pi_tmr[static_cast<size_t>(w)].load(std::memory_order_seq_cst);
-    while (bits != 0) {
-      const int b = std::countr_zero(bits);
-      bits &= bits - 1;
-      InterruptRequest r;
-      r.vector = static_cast<uint8_t>(w * 32 + b);
-      r.delivery_mode = DeliveryMode::kFixed;
-      r.trigger_level = (level >> b) & 1u;
-      r.level = true;
-      c.lapic.accept_irq(r);
-    }
-  }
-}
-
-void ApicvVm::vmx_clear_pi(VcpuCtx& c) {
-  // Posted vectors are gone with the IRR they were meant for (INIT, RESET).
-  c.pi.control.fetch_and(~kPiControlOn, std::memory_order_seq_cst);
-  for (auto& w : c.pi.pir) w.store(0, std::memory_order_seq_cst);
+ApicDeliveryStats ApicDelivery::stats() const {
+  ApicDeliveryStats s;
+  s.ipis = st_ipis_.load(std::memory_order_relaxed);
+  s.ipi_kicks = st_ipi_kicks_.load(std::memory_order_relaxed);
+  s.map_rebuilds = st_map_rebuilds_.load(std::memory_order_relaxed);
+  return s;
 }
 
 }  // namespace apicv::virt
