@@ -421,10 +421,11 @@ void IrqchipGlue::ack_notify_isa_irq(unsigned irq) {
 
 void IrqchipGlue::pit_output(const PitOutput& out) {
   for (unsigned i = 0; i < out.irq0_pulses; ++i) {
-    st_pit_ticks_.fetch_add(1, std::memory_order_relaxed);
     // pit_do_work(): kvm_set_irq(GSI 0, 1) then (GSI 0, 0) from the PIT's source.
     set_irq_line(0, true, kPitIrqSourceId);
     set_irq_line(0, false, kPitIrqSourceId);
+    // Counted once raised (release): a thread that sees the count also sees the PIC's IRR.
+    st_pit_ticks_.fetch_add(1, std::memory_order_release);
   }
 }
 
@@ -477,7 +478,7 @@ void IrqchipGlue::reset() {
 
 IrqchipGlueStats IrqchipGlue::stats() const {
   IrqchipGlueStats s;
-  s.pit_ticks = st_pit_ticks_.load(std::memory_order_relaxed);
+  s.pit_ticks = st_pit_ticks_.load(std::memory_order_acquire);
   s.pit_acks = st_pit_acks_.load(std::memory_order_relaxed);
   s.eois = st_eois_.load(std::memory_order_relaxed);
   s.vmm_exits = st_vmm_exits_.load(std::memory_order_relaxed);
