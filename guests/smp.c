@@ -68,7 +68,7 @@ static void record_xapic_id(void) {
   if (x2id < RT_MAX_CPUS) xid_by_x2id[x2id] = (reg >> 24 == xid ? xid : 0xFFFFu) + 1;
 }
 
-void guest_ap_init(u32 apic_id) {
+static void ap_init(u32 apic_id) {
   (void)apic_id;
   if (xapic_ids_mode) record_xapic_id();
 }
@@ -265,6 +265,7 @@ static void test_x2apic_cluster(void) {
 }
 
 void guest_main(void) {
+  smp_set_ap_init(ap_init);
   rt_set_handler(V_COUNT, h_count);
   rt_set_handler(V_PING, h_ping);
   rt_set_handler(V_PONG, h_pong);

@@ -5,9 +5,6 @@
  * than zero-padded integers. */
 #include "rt.h"
 
-#include "apic.h"
-#include "legacy.h"
-
 u32 rt_mb_magic __attribute__((section(".data")));
 u32 rt_mb_info __attribute__((section(".data")));
 
@@ -415,18 +412,15 @@ int wrmsr_safe(u32 msr, u64 v) {
   return fault_vector;
 }
 
-/* ---- entry ---- */
-void rt_bsp_main(void);
-void rt_bsp_main(void) {
+/* ---- BSP start-up steps (start.c runs them in order around the legacy devices' setup) ---- */
+void rt_boot_cmdline(void) {
   copy_cmdline();
-  /* A BIOS may have left the PIC at vector base 0x08 with the PIT running (SeaBIOS does):
-   * move it away from the exception vectors and mask every line. */
-  pic_init(0x20, 0x28, 0xFF, 0xFF);
+}
+
+void rt_boot_idt(const char* name) {
   fill_idt();
   rt_load_idt();
-  rt_printf("apicv guest %s: cmdline '%s'\n", guest_name, cmdline_buf);
+  rt_printf("apicv guest %s: cmdline '%s'\n", name, cmdline_buf);
   if (rt_mb_magic != 0x2BADB002)
     rt_printf("warning: not entered by multiboot (eax=0x%x)\n", rt_mb_magic);
-  guest_main();
-  rt_exit();
 }

@@ -148,8 +148,14 @@ int rt_has_x2apic(void);       /* CPUID.1:ECX[21] */
 int rt_has_tsc_deadline(void); /* CPUID.1:ECX[24] */
 
 /* ---- entry points ---- */
-/* Implemented by each guest program; runs on the BSP with interrupts off. */
+/* Implemented by each guest program; start.c runs it on the BSP with interrupts off. */
 void guest_main(void);
 extern const char guest_name[];
+
+/* ---- BSP start-up (called by start.c, the runtime's top layer, in this order) ---- */
+/* Copies the multiboot command line. */
+void rt_boot_cmdline(void);
+/* Installs the IDT and prints the banner naming guest `name`. */
+void rt_boot_idt(const char* name);
 
 #endif

@@ -9,6 +9,7 @@ volatile u64 smp_online;
 volatile u32 smp_ap_ids[RT_MAX_CPUS];
 volatile u32 rt_ap_next_slot __attribute__((section(".data")));
 
+static smp_ap_init_fn ap_init;
 static volatile smp_fn cmd_fn;
 static volatile u64 cmd_arg;
 static volatile u64 cmd_seq;
@@ -29,6 +30,10 @@ static void wake_handler(struct rt_frame* f) {
   }
 }
 
+void smp_set_ap_init(smp_ap_init_fn fn) {
+  ap_init = fn;
+}
+
 void rt_ap_main(u32 slot);
 void rt_ap_main(u32 slot) {
   rt_load_idt();
@@ -36,7 +41,7 @@ void rt_ap_main(u32 slot) {
   apic_sw_enable(0xFF);
   u32 id = apic_id();
   if (slot < RT_MAX_CPUS) smp_ap_ids[slot] = id;
-  if (guest_ap_init) guest_ap_init(id);
+  if (ap_init) ap_init(id);
   u64 seen = cmd_seq;
   __atomic_fetch_add(&smp_online, 1, __ATOMIC_RELEASE);
   for (;;) {

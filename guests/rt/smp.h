@@ -18,7 +18,9 @@ u64 smp_start_aps(u64 expected, u64 timeout_ms);
 /* Runs fn(apic_id, arg) on every online AP (from its idle loop) and waits for all of them;
  * returns 1 if all acknowledged in time. */
 int smp_run_on_aps(smp_fn fn, u64 arg, u64 timeout_ms);
-/* Optional per-guest hook, run on each AP after its APIC is enabled, before it is counted. */
-void guest_ap_init(u32 apic_id) __attribute__((weak));
+/* Optional per-guest hook, run on each AP after its APIC is enabled, before it is counted: the
+ * guest registers it (before smp_start_aps) instead of the runtime calling up into the guest. */
+typedef void (*smp_ap_init_fn)(u32 apic_id);
+void smp_set_ap_init(smp_ap_init_fn fn);
 
 #endif

@@ -156,3 +156,22 @@ set_tests_properties(repro_trace_dir_diff PROPERTIES
   SKIP_REGULAR_EXPRESSION "^-- SKIP: apicv run needs /dev/kvm"
   RUN_SERIAL TRUE
   TIMEOUT 900)
+
+# Issue 11 step 3: the guest runtime's layers point one way (rt <- apic, legacy <- smp <- start,
+# the programs on top; guests/check_layers.sh over the includes and the objects' symbols). The
+# fixture (tests/guests/layers_violation: the runtime before it had a direction) shows the check
+# finds both an include cycle and a call cycle.
+get_property(guest_layer_objs GLOBAL PROPERTY APICV_GUEST_LAYER_OBJS)
+get_property(guest_layer_fixture_objs GLOBAL PROPERTY APICV_GUEST_LAYER_FIXTURE_OBJS)
+apicv_add_checked_test(NAME guest_runtime_layers
+  EXPECT "^PASS: guest runtime layers are acyclic"
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/guests/check_layers.sh --nm ${CMAKE_NM}
+          --includes ${CMAKE_CURRENT_SOURCE_DIR}/guests --objects ${guest_layer_objs})
+apicv_add_checked_test(NAME guest_runtime_layers_detects_include_cycle RC 1
+  EXPECT "^FAIL: the guest runtime's dependencies have a cycle" "in cycle: rt/legacy"
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/guests/check_layers.sh --nm ${CMAKE_NM}
+          --includes ${CMAKE_CURRENT_SOURCE_DIR}/tests/guests/layers_violation)
+apicv_add_checked_test(NAME guest_runtime_layers_detects_call_cycle RC 1
+  EXPECT "^FAIL: the guest runtime's dependencies have a cycle" "in cycle: guest/prog"
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/guests/check_layers.sh --nm ${CMAKE_NM}
+          --objects ${guest_layer_fixture_objs})
