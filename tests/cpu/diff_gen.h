@@ -62,9 +62,12 @@ class Generator {
   // compat32: 32-bit code in compatibility mode (CS.L = 0, CS.D = 1 under IA-32e paging): the
   // legacy 32-bit encodings and semantics (no REX, 8 GPRs, INC/DEC r32 short forms, BCD
   // adjustments), with EBP as the scratch base instead of R15.
-  explicit Generator(uint64_t seed, bool compat32 = false)
+  // qemu_oracle: the sequence runs under qemu-i386 (diff_qemu_i386.h), whose known translation
+  // bugs are steered around where that changes nothing architecturally (see cmpxchg_wide).
+  explicit Generator(uint64_t seed, bool compat32 = false, bool qemu_oracle = false)
       : rng_(seed),
         c32_(compat32),
+        qemu_oracle_(qemu_oracle),
         mode_(compat32 ? ZYDIS_MACHINE_MODE_LONG_COMPAT_32 : ZYDIS_MACHINE_MODE_LONG_64),
         base_id_(compat32 ? 5 : kR15),
         nat_(compat32 ? 32 : 64) {
@@ -987,8 +990,17 @@ class Generator {
       if (!enc(ZYDIS_MNEMONIC_MOV, {R(gpr(hw, 0)), M(d, n / 2)})) return false;
       if (!enc(ZYDIS_MNEMONIC_MOV, {R(gpr(hw, 2)), M(d + n / 2, n / 2)})) return false;
     }
-    return enc(b16 ? ZYDIS_MNEMONIC_CMPXCHG16B : ZYDIS_MNEMONIC_CMPXCHG8B, {M(d, n)},
-               chance(50) ? ZYDIS_ATTRIB_HAS_LOCK : 0);
+    const ZyanU64 lock = chance(50) ? ZYDIS_ATTRIB_HAS_LOCK : 0;
+    // For the qemu-i386 oracle: QEMU 7.2's translator calls its CMPXCHG8B helper without
+    // storing the lazy-flags state (CC_OP) first, so the helper computes CF/PF/AF/SF/OF from a
+    // stale CC_OP (wrong flags; in some states QEMU aborts). The SDM (vol. 2A CMPXCHG8B) leaves
+    // those flags unchanged. A JMP +0 ends QEMU's translation block, which stores CC_OP; it
+    // changes nothing architecturally and the interpreter runs it too.
+    if (qemu_oracle_) {
+      if (!bytes({0xEB, 0x00})) return false;
+      ++seq_.qemu_tb_breaks;
+    }
+    return enc(b16 ? ZYDIS_MNEMONIC_CMPXCHG16B : ZYDIS_MNEMONIC_CMPXCHG8B, {M(d, n)}, lock);
   }
 
   // Self-modifying code: store into the immediate of the next instruction (ADD EAX, imm32),
@@ -1069,6 +1081,7 @@ class Generator {
 
   std::mt19937_64 rng_;
   bool c32_;
+  bool qemu_oracle_;
   ZydisMachineMode mode_;
   unsigned base_id_;  // the scratch base register: R15, or EBP in compatibility mode
   unsigned nat_;      // natural (stack / address) width: 64, or 32

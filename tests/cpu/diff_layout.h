@@ -47,6 +47,8 @@ struct Sequence {
   bool has_rep = false;
   // 32-bit code in compatibility mode (else 64-bit mode).
   bool compat32 = false;
+  // JMP +0 inserted before a CMPXCHG8B for the qemu-i386 oracle (diff_gen.h, cmpxchg_wide).
+  unsigned qemu_tb_breaks = 0;
 };
 
 // How a sequence ended.
