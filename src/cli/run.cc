@@ -19,11 +19,13 @@
 #include "backend/emu/run_emu.h"
 #include "backend/kvm/run_guest.h"
 #include "builtin_guests.h"
+#include "cli/atomic_output.h"
 #include "cli/command.h"
 #include "cli/scenario.h"
 #include "devices/clock.h"
 #include "platform/guest_memory.h"
 #include "platform/run_options.h"
+#include "trace/timeline_export.h"
 #include "trace/trace_sink.h"
 #include "virt/apicv_vm.h"
 #include "virt/shared_irqchip.h"
@@ -47,6 +49,9 @@ constexpr const char* kRunHelp = R"(apicv run [options]
   --quantum N             emu: instructions per scheduling quantum (default 2000)
   --irqchip apicv|kvm     interrupt controllers: apicv's (default) or KVM's in-kernel ones
   --trace FILE            apicv tracepoints, ftrace text
+  --trace-json FILE       the run as a Trace Event Format timeline (ui.perfetto.dev); turns on
+                          kvm_entry/kvm_exit (also in --trace) (docs/timeline.md)
+  --trace-exits           kvm_entry/kvm_exit lines in --trace too (two per VM exit)
   --timeout SECONDS       default 120; on expiry exit 124
   --max-reboots N         default 8
   --stats                 print exit and kick counters to stderr
@@ -119,7 +124,8 @@ E Choose(const std::string& opt, const std::string& v, std::map<std::string, E> 
 
 struct Parsed {
   kvm::RunOptions run;
-  std::string kernel_path, initrd_path, guest, serial = "stdio", trace_path;
+  std::string kernel_path, initrd_path, guest, serial = "stdio", trace_path, trace_json;
+  bool trace_exits = false;
   bool stats = false;
   bool help = false;
   std::vector<std::string> layer_opts;  // options that only make sense with --irqchip apicv
@@ -200,6 +206,10 @@ Parsed Parse(const std::vector<std::string>& args) {
       p.serial = next();
     } else if (a == "-trace") {
       p.trace_path = next();
+    } else if (a == "-trace-json") {
+      p.trace_json = next();
+    } else if (a == "-trace-exits") {
+      p.trace_exits = true;
     } else if (a == "-irqchip") {
       p.run.irqchip = Choose<kvm::IrqchipMode>(
           "--irqchip", next(),
@@ -414,6 +424,15 @@ int RunMain(const std::vector<std::string>& args) {
   MonotonicClock trace_clock;
   std::unique_ptr<trace::TraceSink> sink;
   std::FILE* trace_file = nullptr;
+  // The timeline: every event the sink emits, as it is emitted, into a temporary file renamed
+  // over FILE when the run ends (a bad path is reported here, before anything runs).
+  std::unique_ptr<AtomicOutput> json_out;
+  std::unique_ptr<trace::ChromeTraceWriter> timeline;
+  if (!p.trace_json.empty()) {
+    json_out = std::make_unique<AtomicOutput>("--trace-json", p.trace_json);
+    timeline = std::make_unique<trace::ChromeTraceWriter>(
+        json_out->stream(), "apicv run " + (p.guest.empty() ? p.kernel_path : p.guest));
+  }
   if (!p.trace_path.empty()) {
     trace_file = std::fopen(p.trace_path.c_str(), "w");
     if (!trace_file) throw UsageError("--trace: cannot open '" + p.trace_path + "'");
@@ -421,6 +440,21 @@ int RunMain(const std::vector<std::string>& args) {
     sink->set_output(trace_file);
     p.run.trace = sink.get();
   }
+  if (timeline) {
+    if (!sink) sink = std::make_unique<trace::TraceSink>(trace_clock);
+    p.run.trace = sink.get();
+    sink->set_observer([&timeline](const trace::TaskContext& task, uint64_t ts,
+                                   std::string_view event, std::string_view body) {
+      trace::TraceEvent ev;
+      ev.task = task;
+      ev.ts_ns = ts;
+      ev.ts_digits = 9;
+      ev.name = event;
+      ev.body = body;
+      timeline->Add(ev);
+    });
+  }
+  if (sink && (p.trace_exits || timeline)) sink->set_run_events(true);
   std::shared_ptr<virt::ApicvVm> vm;
   if (p.stats && p.run.irqchip == kvm::IrqchipMode::kApicv && !p.run.irqchip_factory) {
     p.run.irqchip_factory = [&vm, &p](const virt::VmConfig& cfg, const Clock& clock,
@@ -479,6 +513,15 @@ int RunMain(const std::vector<std::string>& args) {
   std::fflush(stdout);
   if (serial_file) std::fclose(serial_file);
   if (trace_file) std::fclose(trace_file);
+  if (timeline) {
+    sink->set_observer(nullptr);
+    timeline->Finish();
+    json_out->commit();
+    const trace::TimelineStats& ts = timeline->stats();
+    std::fprintf(stderr, "apicv: wrote %s: %llu events, %llu vCPU tracks, %llu IPI flows\n",
+                 p.trace_json.c_str(), (unsigned long long)ts.events,
+                 (unsigned long long)ts.vcpu_threads, (unsigned long long)ts.flows);
+  }
   // A guest that passes exits through isa-debug-exit with status 1: only a run that never
   // completed returns here.
   if (run_failed) return status;

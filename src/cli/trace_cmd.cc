@@ -1,6 +1,9 @@
 // `apicv trace summary FILE|-` and `apicv trace diff A B`: a host's (or apicv's) ftrace text of
 // kvm_apicv_inhibit_changed, summarised with the seed-000 verdict or compared transition by
 // transition (trace/inhibit_trace_compare.h holds the logic; this file opens files and prints).
+// `apicv trace export FILE|- -o OUT.json`: every event of a trace as a Trace Event Format timeline
+// (trace/timeline_export.h) for ui.perfetto.dev / chrome://tracing; OUT is written to a
+// temporary file and renamed, so a bad trace leaves nothing behind.
 // Exit status: summary 0; diff 0 match, 1 differ or not comparable (NOT EVALUATED); 2 bad options
 // or bad input (a missing file, a directory, a binary or over-long line, a malformed
 // kvm_apicv_inhibit_changed line, or a trace without any kvm_apicv_inhibit_changed line), reported
@@ -15,9 +18,11 @@
 #include <memory>
 #include <string>
 
+#include "cli/atomic_output.h"
 #include "cli/command.h"
 #include "cli/scenario.h"
 #include "trace/inhibit_trace_compare.h"
+#include "trace/timeline_export.h"
 
 namespace apicv::cli {
 namespace {
@@ -101,6 +106,42 @@ int DiffMain(const DiffCmdOptions& opt) {
   return d.result == trace::CheckVerdict::kAgree ? 0 : 1;
 }
 
+struct ExportOptions {
+  std::string file;
+  std::string out;
+};
+
+void ExportMain(const ExportOptions& opt) {
+  if (opt.file.empty())
+    throw UsageError("trace export: missing the trace FILE (apicv trace export FILE|- -o OUT)");
+  if (opt.out.empty())
+    throw UsageError("trace export: missing -o OUT.json (apicv trace export FILE|- -o OUT)");
+  const bool stdin_trace = opt.file == "-";
+  const std::string name = stdin_trace ? "(stdin)" : opt.file;
+  std::unique_ptr<std::istream> owned;
+  if (!stdin_trace) owned = OpenTrace(opt.file);
+  AtomicOutput out("-o", opt.out);
+  std::istream& in = stdin_trace ? std::cin : *owned;
+  trace::TraceEventReader reader(in);
+  trace::ChromeTraceWriter writer(out.stream(), name);
+  trace::TraceEvent ev;
+  while (reader.Next(&ev)) writer.Add(ev);
+  if (const auto& e = reader.error()) ThrowTraceError(name, {e->line, e->column, e->what});
+  if (reader.events() == 0) {
+    throw UsageError(name + ": no trace events (" + std::to_string(reader.lines()) +
+                     " lines read); expected ftrace text such as /sys/kernel/tracing/trace");
+  }
+  writer.Finish();
+  out.commit();
+  const trace::TimelineStats& s = writer.stats();
+  std::printf(
+      "wrote %s: %llu events, %llu threads (%llu vCPUs), %llu IPI flows, %llu clamped "
+      "timestamps, %llu clamped flows\n",
+      opt.out.c_str(), (unsigned long long)s.events, (unsigned long long)s.threads,
+      (unsigned long long)s.vcpu_threads, (unsigned long long)s.flows,
+      (unsigned long long)s.clamped_events, (unsigned long long)s.clamped_flows);
+}
+
 CommandRegistration reg("", [](CLI::App& app) {
   auto* trace_cmd = app.add_subcommand(
       "trace", "Summarise or compare kvm_apicv_inhibit_changed traces (host ftrace or --trace)");
@@ -124,6 +165,14 @@ CommandRegistration reg("", [](CLI::App& app) {
                  "Start each trace at the first transition they share (e.g. a host trace "
                  "captured mid-run against a run from VM creation); the overlap must match");
   diff->callback([dopt] { SetExitStatus(DiffMain(*dopt)); });
+
+  auto eopt = std::make_shared<ExportOptions>();
+  auto* exp = trace_cmd->add_subcommand(
+      "export",
+      "Write a trace as a Trace Event Format timeline (ui.perfetto.dev, chrome://tracing)");
+  exp->add_option("FILE", eopt->file, "ftrace text file, or - for stdin");
+  exp->add_option("-o,--output", eopt->out, "the JSON file to write");
+  exp->callback([eopt] { ExportMain(*eopt); });
 });
 
 }  // namespace

@@ -168,6 +168,63 @@ std::string FormatAvicDoorbell(uint32_t vcpuid, uint32_t apicid) {
   return Printf("vcpuid=%u, apicid=%u", vcpuid, apicid);
 }
 
+uint32_t ExitCode(ExitReason r, bool vmx) {
+  switch (r) {
+    case ExitReason::kExternalInterrupt:
+      return vmx ? 1 : 0x060;
+    case ExitReason::kIrqWindow:
+      return vmx ? 7 : 0x064;
+    case ExitReason::kHlt:
+      return vmx ? 12 : 0x078;
+    case ExitReason::kIo:
+      return vmx ? 30 : 0x07b;
+    case ExitReason::kMsrRead:
+      return vmx ? 31 : 0x07c;
+    case ExitReason::kMsrWrite:
+      return vmx ? 32 : 0x07c;
+    case ExitReason::kMmio:
+      return vmx ? 48 : 0x400;
+    case ExitReason::kShutdown:
+      return vmx ? 2 : 0x07f;
+  }
+  return 0;
+}
+
+const char* ExitReasonSymbol(ExitReason r, bool vmx) {
+  switch (r) {
+    case ExitReason::kExternalInterrupt:
+      return vmx ? "EXTERNAL_INTERRUPT" : "interrupt";
+    case ExitReason::kIrqWindow:
+      return vmx ? "INTERRUPT_WINDOW" : "vintr";
+    case ExitReason::kHlt:
+      return vmx ? "HLT" : "hlt";
+    case ExitReason::kIo:
+      return vmx ? "IO_INSTRUCTION" : "io";
+    case ExitReason::kMsrRead:
+      return vmx ? "MSR_READ" : "msr";
+    case ExitReason::kMsrWrite:
+      return vmx ? "MSR_WRITE" : "msr";
+    case ExitReason::kMmio:
+      return vmx ? "EPT_VIOLATION" : "npf";
+    case ExitReason::kShutdown:
+      return vmx ? "TRIPLE_FAULT" : "shutdown";
+  }
+  return "unknown";
+}
+
+std::string FormatKvmEntry(uint32_t vcpu, uint64_t rip) {
+  return Printf("vcpu %u, rip 0x%lx", vcpu, static_cast<unsigned long>(rip));
+}
+
+std::string FormatKvmExit(uint32_t vcpu, ExitReason r, bool vmx, uint64_t rip) {
+  // SVM's msr exit tells read from write in EXITINFO1 (0 read, 1 write).
+  const unsigned long long info1 = (!vmx && r == ExitReason::kMsrWrite) ? 1 : 0;
+  return Printf(
+      "vcpu %u reason %s%s%s rip 0x%lx info1 0x%016llx info2 0x%016llx intr_info 0x%08x "
+      "error_code 0x%08x",
+      vcpu, ExitReasonSymbol(r, vmx), "", "", static_cast<unsigned long>(rip), info1, 0ull, 0u, 0u);
+}
+
 std::string FormatAvicGaLog(uint32_t vmid, uint32_t vcpuid) {
   return Printf("vmid=%u, vcpuid=%u", vmid, vcpuid);
 }

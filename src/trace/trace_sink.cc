@@ -27,6 +27,11 @@ void TraceSink::set_ring_capacity(size_t capacity) {
   while (ring_.size() > ring_capacity_) ring_.pop_front();
 }
 
+void TraceSink::set_observer(Observer observer) {
+  std::lock_guard<std::mutex> g(mu_);
+  observer_ = std::move(observer);
+}
+
 std::vector<std::string> TraceSink::ring_lines() const {
   std::lock_guard<std::mutex> g(mu_);
   return {ring_.begin(), ring_.end()};
@@ -41,8 +46,9 @@ void TraceSink::emit(std::string_view event, std::string_view body) {
   if (!enabled()) return;
   // The timestamp is taken under the lock so lines come out in timestamp order.
   std::lock_guard<std::mutex> g(mu_);
-  std::string line = FormatFtraceLine(
-      current_task(), (clock_override_ ? *clock_override_ : clock_).now_ns(), event, body);
+  const uint64_t ts = (clock_override_ ? *clock_override_ : clock_).now_ns();
+  if (observer_) observer_(current_task(), ts, event, body);
+  std::string line = FormatFtraceLine(current_task(), ts, event, body);
   lines_.fetch_add(1, std::memory_order_relaxed);
   if (out_) {
     std::fwrite(line.data(), 1, line.size(), out_);

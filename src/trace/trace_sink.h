@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -37,6 +38,14 @@ class TraceSink {
   // backend points the sink at its virtual clock for the run; set while no vCPU emits.
   void set_clock(const Clock* clock) { clock_override_ = clock; }
   void set_enabled(bool on) { enabled_.store(on, std::memory_order_relaxed); }
+  // kvm_entry / kvm_exit (kvm_events.h): off by default, two lines per VM exit.
+  bool run_events() const { return enabled() && run_events_.load(std::memory_order_relaxed); }
+  void set_run_events(bool on) { run_events_.store(on, std::memory_order_relaxed); }
+  // Called with every event as it is written, in emission order and under the sink's lock (so it
+  // must not emit): the timeline export reads a run this way, with nanosecond timestamps.
+  using Observer = std::function<void(const TaskContext& task, uint64_t ts_ns,
+                                      std::string_view event, std::string_view body)>;
+  void set_observer(Observer observer);
 
   // Lines go to `out` (not owned; nullptr = none), each followed by '\n'.
   void set_output(std::FILE* out);
@@ -54,6 +63,8 @@ class TraceSink {
   const Clock& clock_;
   const Clock* clock_override_ = nullptr;
   std::atomic<bool> enabled_{true};
+  std::atomic<bool> run_events_{false};
+  Observer observer_;
   std::atomic<uint64_t> lines_{0};
   mutable std::mutex mu_;  // leaf lock: nothing is called while holding it
   std::FILE* out_ = nullptr;

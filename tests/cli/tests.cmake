@@ -206,3 +206,25 @@ foreach(case both one missing)
     COMMAND ${CMAKE_COMMAND} -DJUNIT=${_junit}/two_skips.xml -DALLOWED=${_junit}/allow_${case}.txt
             -P ${CMAKE_CURRENT_SOURCE_DIR}/scripts/check-skips.cmake)
 endforeach()
+# apicv trace export / run --trace-json: output paths and inputs (issue 14, "Bad input")
+apicv_usage_error_test(trace_export_out_no_dir
+  "trace|export|${CMAKE_SOURCE_DIR}/tests/data/seed000_host_trace.txt|-o|${_nodir}"
+  "-o: cannot write '.*no-such-dir/out.json': No such file or directory")
+apicv_usage_error_test(trace_export_out_dir
+  "trace|export|${CMAKE_SOURCE_DIR}/tests/data/seed000_host_trace.txt|-o|${CMAKE_CURRENT_BINARY_DIR}"
+  "-o: cannot write '.*': it is a directory")
+apicv_usage_error_test(trace_export_no_out
+  "trace|export|${CMAKE_SOURCE_DIR}/tests/data/seed000_host_trace.txt"
+  "trace export: missing -o OUT.json")
+apicv_usage_error_test(trace_export_missing_file "trace|export|${_nodir}|-o|x.json"
+  "no-such-dir/out.json: cannot open: No such file or directory")
+apicv_usage_error_test(trace_export_binary
+  "trace|export|${CMAKE_CURRENT_BINARY_DIR}/CMakeFiles/apicv.dir/src/cli/main.cc.o|-o|${CMAKE_CURRENT_BINARY_DIR}/binary.json"
+  "main.cc.o:1:[0-9]+: binary data \\(NUL byte\\)")
+apicv_usage_error_test(run_trace_json_no_dir "run|--guest|pit-extint|--trace-json|${_nodir}"
+  "--trace-json: cannot write '.*no-such-dir/out.json'")
+# A trace that goes bad at its last line leaves no output and no temporary file behind.
+add_test(NAME cli_trace_export_leaves_nothing
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/trace/timeline_export_bad.sh $<TARGET_FILE:apicv>
+                 ${CMAKE_CURRENT_BINARY_DIR}/export_bad)
+set_tests_properties(cli_trace_export_leaves_nothing PROPERTIES TIMEOUT 60)

@@ -17,6 +17,7 @@
 #include "platform/cpuid.h"
 #include "platform/guest_memory.h"
 #include "platform/machine.h"
+#include "trace/kvm_events.h"
 #include "trace/trace_sink.h"
 #include "virt/timer_service.h"
 #include "virt/vm.h"
@@ -152,7 +153,7 @@ class EmuMachine {
   uint64_t now_ns() const { return time_ns_; }
   // Every access the CPU hands out is a VM exit: the vCPU leaves guest mode before the platform
   // handles it (as KVM_RUN returns before the KVM backend does), and re-enters at its next entry.
-  void LeaveGuest(int v) { Exit(v); }
+  void LeaveGuest(int v, trace::ExitReason why) { Exit(v, why); }
 
  private:
   void Kick(int v) {
@@ -164,7 +165,13 @@ class EmuMachine {
     } else {
       // A vCPU waiting for its turn is in guest mode; a kick makes it exit at once, as the IPI
       // does on a host with a CPU per vCPU (a KVM_REQUEST_WAIT broadcast then sees it outside).
-      Exit(v);
+      // Its kvm_exit line is the target's own (its thread), at the kicker's time.
+      if (vcpus_[v].in_guest) {
+        const trace::TaskContext kicker = trace::current_task();
+        SetTask(v);
+        Exit(v, trace::ExitReason::kExternalInterrupt);
+        trace::set_current_task(kicker);
+      }
     }
   }
   void SetTask(int v) {
@@ -175,14 +182,19 @@ class EmuMachine {
     trace::set_current_task(t);
   }
   bool IfSet(int v) { return (vcpus_[v].cpu->state().rflags & cpu::kIF) != 0; }
+  bool Vmx() const { return opt_.vm_config.vendor == virt::VendorModel::kVmx; }
   void Enter(int v) {
     if (!vcpus_[v].in_guest) {
       chip_.vcpu_enter(v);
       vcpus_[v].in_guest = true;
+      trace::trace_kvm_entry(opt_.trace, static_cast<uint32_t>(v), vcpus_[v].cpu->state().rip);
     }
   }
-  void Exit(int v) {
+  // `why` names the exit in its kvm_exit line (the run's own stop, or a kick).
+  void Exit(int v, trace::ExitReason why = trace::ExitReason::kExternalInterrupt) {
     if (vcpus_[v].in_guest) {
+      trace::trace_kvm_exit(opt_.trace, static_cast<uint32_t>(v), why, Vmx(),
+                            vcpus_[v].cpu->state().rip);
       chip_.vcpu_exit(v);
       vcpus_[v].in_guest = false;
     }
@@ -210,7 +222,7 @@ class EmuMachine {
 };
 
 uint32_t VcpuHost::pio_in(uint16_t port, unsigned size) {
-  m_.LeaveGuest(v_);
+  m_.LeaveGuest(v_, trace::ExitReason::kIo);
   uint8_t buf[4] = {};
   m_.machine().PioIn(v_, port, buf, size);
   ++m_.counters().exits[KVM_EXIT_IO];
@@ -221,7 +233,7 @@ uint32_t VcpuHost::pio_in(uint16_t port, unsigned size) {
 }
 
 void VcpuHost::pio_out(uint16_t port, unsigned size, uint32_t value) {
-  m_.LeaveGuest(v_);
+  m_.LeaveGuest(v_, trace::ExitReason::kIo);
   uint8_t buf[4];
   std::memcpy(buf, &value, 4);
   m_.OnStopRequest(m_.machine().PioOut(v_, port, buf, size));
@@ -230,14 +242,14 @@ void VcpuHost::pio_out(uint16_t port, unsigned size, uint32_t value) {
 }
 
 void VcpuHost::mmio_read(uint64_t gpa, void* data, unsigned len) {
-  m_.LeaveGuest(v_);
+  m_.LeaveGuest(v_, trace::ExitReason::kMmio);
   m_.machine().MmioRead(v_, gpa, static_cast<uint8_t*>(data), len);
   ++m_.counters().exits[KVM_EXIT_MMIO];
   m_.chip().instruction_emulated(v_);
 }
 
 void VcpuHost::mmio_write(uint64_t gpa, const void* data, unsigned len) {
-  m_.LeaveGuest(v_);
+  m_.LeaveGuest(v_, trace::ExitReason::kMmio);
   uint8_t buf[8] = {};
   std::memcpy(buf, data, len > 8 ? 8 : len);
   m_.machine().MmioWrite(v_, gpa, buf, len);
@@ -246,7 +258,7 @@ void VcpuHost::mmio_write(uint64_t gpa, const void* data, unsigned len) {
 }
 
 cpu::MsrResult VcpuHost::rdmsr(uint32_t msr, uint64_t* value) {
-  m_.LeaveGuest(v_);
+  m_.LeaveGuest(v_, trace::ExitReason::kMsrRead);
   ++m_.counters().msr_exits_inval;
   ++m_.counters().exits[KVM_EXIT_X86_RDMSR];
   const bool ok = m_.machine().Rdmsr(v_, msr, value, platform::MsrMiss::kGp);
@@ -255,7 +267,7 @@ cpu::MsrResult VcpuHost::rdmsr(uint32_t msr, uint64_t* value) {
 }
 
 cpu::MsrResult VcpuHost::wrmsr(uint32_t msr, uint64_t value) {
-  m_.LeaveGuest(v_);
+  m_.LeaveGuest(v_, trace::ExitReason::kMsrWrite);
   ++m_.counters().msr_exits_inval;
   ++m_.counters().exits[KVM_EXIT_X86_WRMSR];
   const bool ok = m_.machine().Wrmsr(v_, msr, value, platform::MsrMiss::kGp);
@@ -359,7 +371,13 @@ void EmuMachine::RunQuantum(int v) {
   clock_.set(vc.clock_ns);
   running_ = -1;
   // Every stop but the end of the quantum is a VM exit: leave guest mode before handling it.
-  if (r.reason != cpu::StopReason::kBudget) Exit(v);
+  if (r.reason != cpu::StopReason::kBudget) {
+    trace::ExitReason why = trace::ExitReason::kExternalInterrupt;  // a kick or a stop request
+    if (r.reason == cpu::StopReason::kHlt) why = trace::ExitReason::kHlt;
+    if (r.reason == cpu::StopReason::kIrqWindow) why = trace::ExitReason::kIrqWindow;
+    if (r.reason == cpu::StopReason::kShutdown) why = trace::ExitReason::kShutdown;
+    Exit(v, why);
+  }
   switch (r.reason) {
     case cpu::StopReason::kHlt: {
       ++counters_.exits[KVM_EXIT_HLT];
@@ -504,7 +522,10 @@ StopKind EmuMachine::Boot(const platform::BootImage& boot,
     }
     RunQuantum(pick);
   }
-  for (int v = 0; v < opt_.smp; ++v) Exit(v);
+  for (int v = 0; v < opt_.smp; ++v) {
+    SetTask(v);  // each kvm_exit line on its own vCPU's thread
+    Exit(v);
+  }
   for (const Vcpu& vc : vcpus_) time_ns_ = std::max(time_ns_, vc.clock_ns);
   return stop_;
 }

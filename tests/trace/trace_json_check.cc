@@ -1,0 +1,62 @@
+// trace_json_check FILE [--vcpus N] [--min-flows N]: validates a Trace Event Format file with the
+// checks of trace_event_schema.h and prints what it found. Exit 0 valid (and the expectations
+// hold), 1 invalid, 2 bad usage or unreadable JSON. Used by the timeline ctests.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include "trace_event_schema.h"
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: trace_json_check FILE [--vcpus N] [--min-flows N]\n");
+    return 2;
+  }
+  long want_vcpus = -1, min_flows = 0;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string o = argv[i];
+    if (o == "--vcpus") {
+      want_vcpus = std::strtol(argv[i + 1], nullptr, 10);
+    } else if (o == "--min-flows") {
+      min_flows = std::strtol(argv[i + 1], nullptr, 10);
+    } else {
+      std::fprintf(stderr, "trace_json_check: unknown option %s\n", o.c_str());
+      return 2;
+    }
+  }
+  std::ifstream f(argv[1]);
+  if (!f) {
+    std::fprintf(stderr, "trace_json_check: cannot open %s\n", argv[1]);
+    return 2;
+  }
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "trace_json_check: %s: not JSON: %s\n", argv[1], e.what());
+    return 2;
+  }
+  const apicv::testing::TraceCheck c = apicv::testing::CheckTraceEventFormat(doc);
+  std::printf(
+      "events: %zu\nvCPU tracks: %zu\nIPI flows: %zu\ncounter events: %zu\n"
+      "async spans: %zu\n",
+      c.events, c.vcpu_tracks, c.flows, c.counters, c.async_spans);
+  for (const char* n : {"guest", "halt", "IPI sent", "IPI received"}) {
+    const auto it = c.by_name.find(n);
+    std::printf("slices '%s': %zu\n", n, it == c.by_name.end() ? 0 : it->second);
+  }
+  bool ok = c.ok();
+  for (const auto& e : c.errors) std::printf("schema error: %s\n", e.c_str());
+  if (want_vcpus >= 0 && static_cast<long>(c.vcpu_tracks) != want_vcpus) {
+    std::printf("expected %ld vCPU tracks\n", want_vcpus);
+    ok = false;
+  }
+  if (static_cast<long>(c.flows) < min_flows) {
+    std::printf("expected at least %ld IPI flows\n", min_flows);
+    ok = false;
+  }
+  std::printf("%s\n", ok ? "schema: valid" : "schema: INVALID");
+  return ok ? 0 : 1;
+}
