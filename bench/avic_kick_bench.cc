@@ -136,6 +136,7 @@ cli::CommandRegistration reg("bench", [](CLI::App& bench) {
       "avic-kick",
       "AVIC incomplete-IPI (TARGET_NOT_RUNNING) handling: fast vs slow kick, 1-1024 vCPUs");
   AddBenchOptions(cmd, options);
+  AddReportOption(cmd, options);
   cmd->callback([options] {
     const std::vector<BenchRun> runs = RunBenchmarks(*options);
     TargetChecks checks("avic-kick", runs, *options, kKickFilter);

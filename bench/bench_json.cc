@@ -7,7 +7,10 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "cli/atomic_output.h"
 #include "cli/scenario.h"
+#include "report/html_report.h"
+#include "report/svg_chart.h"
 
 namespace apicv::bench {
 namespace {
@@ -53,9 +56,17 @@ void AddBenchOptions(CLI::App* cmd, BenchOptions* options) {
                 "the exit status (for CI on shared machines)");
 }
 
+void AddReportOption(CLI::App* cmd, BenchOptions* options) {
+  cmd->add_option("--report", options->report_dir,
+                  "Write DIR/index.html: the ratios against their targets and the time per run as "
+                  "SVG figures (docs/report.md)");
+}
+
 std::vector<BenchRun> RunBenchmarks(const BenchOptions& options) {
   // A bad output path is bad input: refused before any benchmark runs (exit 2).
   if (!options.json_path.empty()) cli::CheckWritable("--json", options.json_path);
+  if (!options.report_dir.empty())
+    cli::CheckWritable("--report", cli::ReportIndexPath("--report", options.report_dir));
   std::vector<std::string> args = {"apicv", "--benchmark_filter=" + options.filter,
                                    "--benchmark_min_time=" + std::to_string(options.min_time_s)};
   if (!options.json_path.empty()) {
@@ -138,10 +149,12 @@ Verdict TargetChecks::Ratio(const char* what, const std::string& num, const std:
   const double ratio = a->cpu_ns / b->cpu_ns;
   const bool ok = at_most ? ratio <= limit : ratio >= limit;
   const bool judge = options_.judge_timing;
+  const Verdict v = !judge ? Verdict::kReported : ok ? Verdict::kPass : Verdict::kFail;
+  ratios_.push_back({what, ratio, limit, at_most, v});
   std::printf("%s %s: %.2f ns / %.2f ns = %.2fx (%s %.1fx)%s\n",
               judge ? (ok ? "PASS" : "FAIL") : "REPORTED", what, a->cpu_ns, b->cpu_ns, ratio,
               at_most ? "<=" : ">=", limit, judge ? "" : " [not judged: --no-timing-targets]");
-  return Count(!judge ? Verdict::kReported : ok ? Verdict::kPass : Verdict::kFail);
+  return Count(v);
 }
 
 Verdict TargetChecks::CounterPerArg(const char* what, const std::string& prefix,
@@ -188,6 +201,53 @@ bool TargetChecks::Finish() const {
                                                           : "evaluated targets met";
   std::printf("%s: %s (%d passed, %d failed, %d reported, %d not evaluated)\n", command_, verdict,
               pass_, fail_, reported_, not_evaluated_);
+  if (!options_.report_dir.empty()) {
+    report::HtmlReport page(std::string("apicv bench ") + command_ + " report");
+    page.Paragraph(std::string("Result: ") + verdict + " (" + std::to_string(pass_) + " passed, " +
+                   std::to_string(fail_) + " failed, " + std::to_string(reported_) + " reported, " +
+                   std::to_string(not_evaluated_) + " not evaluated). " +
+                   (options_.judge_timing ? "Timing ratios were judged."
+                                          : "Timing ratios were REPORTED, not judged "
+                                            "(--no-timing-targets)."));
+    report::BarChart r;
+    r.title = std::string(command_) + ": CPU-time ratios against their targets";
+    r.x_label = "target check";
+    r.y_label = "ratio of CPU times (x); dashed line: the target";
+    r.width = 760;
+    for (const RatioRecord& rec : ratios_) {
+      const char* vs = rec.verdict == Verdict::kPass       ? "PASS"
+                       : rec.verdict == Verdict::kFail     ? "FAIL"
+                       : rec.verdict == Verdict::kReported ? "REPORTED"
+                                                           : "NOT EVALUATED";
+      r.bars.push_back({rec.what, rec.ratio, rec.limit, rec.at_most, vs});
+    }
+    report::BarChart t;
+    t.title = std::string(command_) + ": CPU time per iteration";
+    t.x_label = "benchmark";
+    t.y_label = "CPU time per iteration (ns)";
+    t.width = 760;
+    for (const BenchRun& run : runs_)
+      t.bars.push_back({run.name, run.cpu_ns, std::nullopt, true, ""});
+    page.Heading("Ratios against targets");
+    if (ratios_.empty()) {
+      page.Paragraph("NOT EVALUATED: no ratio target was measured (--filter excluded its runs).");
+    } else {
+      page.FigureRow({{"ratios",
+                       "Each bar is one target check's ratio; the dashed line is its "
+                       "target (a ceiling for \"within\", a floor for \">=\").",
+                       report::BarChartSvg(r)}});
+    }
+    page.Heading("Runs");
+    page.FigureRow({{"times", "CPU time per iteration of every run (Google Benchmark).",
+                     report::BarChartSvg(t)}});
+    page.Heading("IPI round trips");
+    page.Paragraph(
+        "NOT MEASURED by this benchmark (it times the host-side kick and routing "
+        "code, not guest IPIs).");
+    cli::WriteFileAtomically("--report", cli::ReportIndexPath("--report", options_.report_dir),
+                             page.Render());
+    std::printf("wrote the report %s/index.html\n", options_.report_dir.c_str());
+  }
   return fail_ == 0;
 }
 

@@ -18,6 +18,9 @@ struct BenchOptions {
   // --no-timing-targets on shared, noisy machines: the structural checks (counters that do not
   // depend on time) still decide, the ratios are printed as REPORTED.
   bool judge_timing = true;
+  // --report DIR (benchmarks with ratio targets): DIR/index.html with the ratios against their
+  // targets and the time per run (docs/report.md).
+  std::string report_dir;
 };
 
 struct BenchRun {
@@ -31,6 +34,9 @@ struct BenchRun {
 // Adds `--json FILE`, `--min-time S`, `--filter RE` and `--no-timing-targets` to a bench
 // subcommand.
 void AddBenchOptions(CLI::App* cmd, BenchOptions* options);
+
+// Adds `--report DIR` (for commands that check ratio targets with TargetChecks).
+void AddReportOption(CLI::App* cmd, BenchOptions* options);
 
 // Runs the matching benchmarks once per process (Google Benchmark keeps global flag state).
 // Throws std::runtime_error when nothing matched or a benchmark reported an error.
@@ -65,6 +71,7 @@ class TargetChecks {
 
   // Prints "<command>: all targets met|evaluated targets met|FAIL (P passed, F failed, R reported,
   // N not evaluated)" and returns true when no check failed.
+  // With --report, also writes the report page.
   bool Finish() const;
 
  private:
@@ -77,6 +84,14 @@ class TargetChecks {
   const BenchOptions& options_;
   std::string default_filter_;
   int pass_ = 0, fail_ = 0, reported_ = 0, not_evaluated_ = 0;
+  struct RatioRecord {
+    std::string what;
+    double ratio;
+    double limit;
+    bool at_most;
+    Verdict verdict;
+  };
+  std::vector<RatioRecord> ratios_;
 };
 
 }  // namespace apicv::bench

@@ -156,6 +156,7 @@ cli::CommandRegistration reg("bench", [](CLI::App& bench) {
   auto* cmd = bench.add_subcommand(
       "route", "APIC routing cost per delivery: fast path vs slow matcher, 1-1024 vCPUs");
   AddBenchOptions(cmd, options);
+  AddReportOption(cmd, options);
   cmd->callback([options] {
     const std::vector<BenchRun> runs = RunBenchmarks(*options);
     TargetChecks checks("route", runs, *options, kRouteFilter);

@@ -13,17 +13,25 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <regex>
 #include <string>
 #include <vector>
 
 #include "backend/synthetic/pmu_script.h"
+#include "cli/atomic_output.h"
 #include "cli/command.h"
 #include "cli/scenario.h"
+#include "report/html_report.h"
+#include "report/svg_chart.h"
+#include "trace/inhibit_trace_parser.h"
+#include "x86/inhibit_reason.h"
 
 namespace apicv::cli {
 namespace {
@@ -629,6 +637,141 @@ void WriteJson(const std::string& path, const std::map<std::string, std::vector<
   f << "\n}\n";
 }
 
+// --report: the inhibit reasons over guest time of one configuration, a lane per reason ever set,
+// from the kept kvm_apicv_inhibit_changed lines (their microsecond timestamps).
+report::LaneChart InhibitLanes(const Outcome& o) {
+  report::LaneChart c;
+  c.title = o.s.label;
+  c.series = o.s.label;
+  c.x_label = "guest time since VM creation (ms)";
+  c.y_label = "inhibit reason";
+  std::vector<std::pair<uint64_t, unsigned long>> pts;
+  for (const std::string& line : o.s.inhibit_lines) {
+    const trace::ParseResult p = trace::ParseInhibitChangedLine(line);
+    if (p.ok) pts.emplace_back(p.record.ts_ns, p.record.inhibits);
+  }
+  const uint64_t origin = pts.empty() ? 0 : pts.front().first;
+  double end_ms = pts.empty() ? 0 : static_cast<double>(pts.back().first - origin) / 1e6;
+  // The last trace event (a PIT injection, an exit...) marks the end of the run.
+  if (o.s.trace_last_ns > origin)
+    end_ms = std::max(end_ms, static_cast<double>(o.s.trace_last_ns - origin) / 1e6);
+  c.x_max = end_ms > 0 ? end_ms : 1;
+  std::map<int, report::Lane> lanes;
+  std::map<int, double> since;
+  unsigned long mask = 0;
+  uint64_t irqwin_sets = 0;
+  for (const auto& [ts, m] : pts) {
+    const double t = static_cast<double>(ts - origin) / 1e6;
+    for (int b = 0; b < 64; ++b) {
+      const unsigned long bit = 1ul << b;
+      if ((m & bit) && !(mask & bit)) {
+        since[b] = t;
+        if (b == 8) ++irqwin_sets;
+      }
+      if (!(m & bit) && (mask & bit)) lanes[b].on.emplace_back(since[b], t);
+    }
+    mask = m;
+  }
+  for (int b = 0; b < 64; ++b) {
+    if (mask & (1ul << b)) lanes[b].on.emplace_back(since[b], c.x_max);
+  }
+  for (auto& [b, lane] : lanes) {
+    lane.name = b < x86::kNrApicvInhibitReasons ? std::string(x86::kInhibitReasonNames[b])
+                                                : "reason " + std::to_string(b);
+    lane.color = b;  // one reason, one color, in every panel
+    c.lanes.push_back(std::move(lane));
+  }
+  c.note = std::to_string(o.s.inhibits.lines) + " inhibit lines, " + std::to_string(irqwin_sets) +
+           " IRQWIN sets" +
+           (o.s.inhibits.lines > o.s.inhibit_lines.size()
+                ? " (first " + std::to_string(o.s.inhibit_lines.size()) + " drawn, --keep-lines)"
+                : "");
+  return c;
+}
+
+double GuestSeconds(const Outcome& o) {
+  // The time the run's trace covers: virtual time under -accel emu, wall time on kvm.
+  if (o.s.trace_last_ns > o.s.trace_first_ns)
+    return static_cast<double>(o.s.trace_last_ns - o.s.trace_first_ns) / 1e9;
+  return o.s.result.wall_s;
+}
+
+void WriteReport(AtomicOutput& out, const std::map<std::string, std::vector<Outcome>>& all,
+                 Accel accel, int ticks, bool ok) {
+  report::HtmlReport page("apicv repro report");
+  page.Paragraph(std::string("Accelerator: ") + AccelName(accel) +
+                 (accel == Accel::kEmu ? " (apicv's software CPU; times are virtual guest time)"
+                                       : " (/dev/kvm; times are wall-clock time)") +
+                 ". seed-000 PIT ticks per run: " + std::to_string(ticks) +
+                 ". Result: " + (ok ? "all expectations hold" : "SOME EXPECTATIONS FAILED") + ".");
+  std::vector<std::vector<std::string>> rows = {{"seed", "configuration", "guest", "-smp", "result",
+                                                 "inhibit lines", "IRQ windows", "kicks",
+                                                 "guest time (s)"}};
+  for (const auto& [seed, v] : all) {
+    for (const Outcome& o : v) {
+      bool pass = true;
+      for (const auto& c : o.checks) pass = pass && c.ok;
+      char gs[32];
+      std::snprintf(gs, sizeof gs, "%.3f", GuestSeconds(o));
+      rows.push_back({seed, o.s.label, o.s.guest, std::to_string(o.s.smp),
+                      o.skipped ? "SKIPPED: " + o.skip_reason
+                      : pass    ? "PASS"
+                                : "FAIL",
+                      std::to_string(o.s.inhibits.lines), std::to_string(o.f.windows),
+                      std::to_string(o.f.kicks), o.skipped ? "" : gs});
+    }
+  }
+  page.Heading("Configurations");
+  page.Table(rows);
+  for (const auto& [seed, v] : all) {
+    page.Heading(seed);
+    std::vector<report::Figure> lanes;
+    report::BarChart windows;
+    windows.title = seed + ": IRQ windows per second";
+    windows.x_label = "configuration";
+    windows.y_label = accel == Accel::kEmu ? "IRQ windows opened per second of guest (virtual) time"
+                                           : "IRQ windows opened per second (wall clock)";
+    for (const Outcome& o : v) {
+      if (o.skipped || o.synthetic) continue;
+      lanes.push_back({"inhibits:" + seed + ":" + o.s.label,
+                       "APICv inhibit reasons set over guest time, " + o.s.label +
+                           " (a bar per interval a reason is set; IRQWIN toggling once per "
+                           "window is the seed-000 thrash)",
+                       report::LaneChartSvg(InhibitLanes(o))});
+      const double secs = GuestSeconds(o);
+      windows.bars.push_back({o.s.label, secs > 0 ? static_cast<double>(o.f.windows) / secs : 0,
+                              std::nullopt, true, ""});
+    }
+    if (lanes.empty()) {
+      page.Paragraph("No real-guest configuration ran (synthetic backend): nothing to plot.");
+      continue;
+    }
+    page.FigureRow(lanes);
+    page.FigureRow({{"irq-windows:" + seed,
+                     "Model IRQ windows opened per second, per configuration (VmStats windows "
+                     "over the run's guest time)",
+                     report::BarChartSvg(windows)}});
+    if (seed == "seed-003") {
+      report::BarChart ex;
+      ex.title = "seed-003: vCPUs examined per TARGET_NOT_RUNNING exit";
+      ex.x_label = "configuration";
+      ex.y_label = "vCPUs examined per kick (count)";
+      for (const Outcome& o : v) {
+        if (!o.skipped)
+          ex.bars.push_back({o.s.label, o.f.examined_per_kick, std::nullopt, true, ""});
+      }
+      page.FigureRow({{"kick-cost:seed-003", "AVIC kick cost: fast path vs the slow walk",
+                       report::BarChartSvg(ex)}});
+    }
+  }
+  page.Heading("IPI round trips");
+  page.Paragraph(
+      "NOT MEASURED: the repro scenarios keep no per-IPI timestamps (device tracing is off in "
+      "them); `apicv run --trace-json` shows each IPI's send-to-receive latency, and "
+      "`apicv bench ... --report` plots the benchmark ratios.");
+  out.stream() << page.Render();
+}
+
 struct ReproOptions {
   std::string seed;
   std::string json;
@@ -638,6 +781,7 @@ struct ReproOptions {
   std::string seed003_budget = "0";  // seconds per fast+slow pair before larger sizes skip
   std::string keep_lines = "200000";
   std::string trace_dir;
+  std::string report_dir;
   std::vector<std::string> extras;  // arguments CLI11 did not recognise
 };
 
@@ -676,6 +820,12 @@ int ReproMain(const ReproOptions& opt) {
     throw UsageError("repro: --accel selects where real guests run; --backend synthetic has none");
   SetScenarioAccel(accel);
   if (!opt.json.empty()) CheckWritable("--json", opt.json);
+  std::unique_ptr<AtomicOutput> report_out;
+  if (!opt.report_dir.empty()) {
+    // Made now, so a bad DIR is reported before anything runs; renamed over index.html at the end.
+    report_out =
+        std::make_unique<AtomicOutput>("--report", ReportIndexPath("--report", opt.report_dir));
+  }
   if (!opt.trace_dir.empty()) {
     struct stat st {};
     if (stat(opt.trace_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -711,6 +861,11 @@ int ReproMain(const ReproOptions& opt) {
     return 77;
   }
   if (!opt.json.empty()) WriteJson(opt.json, all);
+  if (report_out) {
+    WriteReport(*report_out, all, accel, ticks, ok);
+    report_out->commit();
+    std::printf("\nwrote the report %s\n", report_out->path().c_str());
+  }
   if (lim.trace_files > 0)
     std::printf("\nwrote %d trace files to %s (apicv trace summary|diff)\n", lim.trace_files,
                 lim.trace_dir.c_str());
@@ -729,6 +884,9 @@ CommandRegistration reg("", [](CLI::App& app) {
                   "are skipped, each skip reported; 0 = never skip (default)");
   cmd->add_option("--trace-dir", opt->trace_dir,
                   "Also write each configuration's trace to DIR/NN-<configuration>.txt");
+  cmd->add_option("--report", opt->report_dir,
+                  "Write DIR/index.html: a self-contained page with SVG figures (inhibit "
+                  "reasons over time per configuration, IRQ windows per second; docs/report.md)");
   cmd->add_option("--keep-lines", opt->keep_lines,
                   "kvm_apicv_inhibit_changed lines kept per run for display, 0..1000000 (default "
                   "200000); the checks see every line whatever this is");

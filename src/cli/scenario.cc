@@ -362,6 +362,12 @@ void RunScenario(Scenario& s) {
     stream.set_tee(tee.get());
   }
   sink.set_output(stream.file());
+  // The time the trace covers (--report draws against it): virtual time under emu.
+  sink.set_observer(
+      [&s](const trace::TaskContext&, uint64_t ts, std::string_view, std::string_view) {
+        if (s.trace_first_ns == 0 || ts < s.trace_first_ns) s.trace_first_ns = ts;
+        if (ts > s.trace_last_ns) s.trace_last_ns = ts;
+      });
   std::shared_ptr<virt::ApicvVm> vm;
   // VM creation runs on this thread, as KVM_CREATE_VM runs on QEMU's main thread.
   const bool emu = ScenarioAccel() == Accel::kEmu;
@@ -402,6 +408,7 @@ void RunScenario(Scenario& s) {
   if (vm) s.stats = vm->stats();
   s.trace_lines_total = sink.lines_emitted();
   sink.set_output(nullptr);
+  sink.set_observer(nullptr);
   stream.Finish();
   s.passed = s.result.debug_exit && s.serial.find("PASS") != std::string::npos &&
              s.serial.find("FAIL") == std::string::npos;

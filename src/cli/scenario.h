@@ -102,6 +102,7 @@ struct Scenario {
   InhibitSummary inhibits;                 // all of them
   std::vector<std::string> excerpt;        // see excerpt_filter
   uint64_t trace_lines_total = 0;
+  uint64_t trace_first_ns = 0, trace_last_ns = 0;  // timestamps of the first and last trace event
   std::string serial;
   bool passed = false;  // the guest printed PASS and exited through isa-debug-exit
 };

@@ -228,3 +228,10 @@ add_test(NAME cli_trace_export_leaves_nothing
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/trace/timeline_export_bad.sh $<TARGET_FILE:apicv>
                  ${CMAKE_CURRENT_BINARY_DIR}/export_bad)
 set_tests_properties(cli_trace_export_leaves_nothing PROPERTIES TIMEOUT 60)
+# --report DIR: a path that is not a directory, or one that cannot be made, before anything runs
+apicv_usage_error_test(repro_report_file "repro|seed-000|--report|${CMAKE_SOURCE_DIR}/README.md"
+  "--report: '.*README.md' is not a directory")
+apicv_usage_error_test(repro_report_no_parent "repro|seed-000|--report|${_nodir}"
+  "--report: cannot create '.*no-such-dir/out.json': No such file or directory")
+apicv_usage_error_test(bench_route_report_file "bench|route|--report|${CMAKE_SOURCE_DIR}/README.md"
+  "--report: '.*README.md' is not a directory")
