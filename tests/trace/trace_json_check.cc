@@ -31,14 +31,34 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "trace_json_check: cannot open %s\n", argv[1]);
     return 2;
   }
+  // Streamed: each element of "traceEvents" is checked as soon as it is parsed and dropped, so a
+  // large timeline (hundreds of thousands of events) needs little memory, under ASan/TSan too.
+  apicv::testing::TraceChecker checker;
+  int events_depth = -1;
+  bool saw_events = false;
   nlohmann::json doc;
   try {
-    doc = nlohmann::json::parse(f);
+    doc = nlohmann::json::parse(
+        f, [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+          using E = nlohmann::json::parse_event_t;
+          if (ev == E::key && depth == 1 && parsed == "traceEvents") {
+            events_depth = depth + 1;  // the array's elements
+            saw_events = true;
+          } else if (ev == E::array_end && events_depth >= 0 && depth == events_depth - 1) {
+            events_depth = -1;
+          } else if (events_depth >= 0 && depth == events_depth &&
+                     (ev == E::object_end || ev == E::value)) {
+            checker.Event(parsed);
+            return false;  // checked: not kept
+          }
+          return true;
+        });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "trace_json_check: %s: not JSON: %s\n", argv[1], e.what());
     return 2;
   }
-  const apicv::testing::TraceCheck c = apicv::testing::CheckTraceEventFormat(doc);
+  checker.Top(doc, saw_events);
+  const apicv::testing::TraceCheck c = checker.Finish();
   std::printf(
       "events: %zu\nvCPU tracks: %zu\nIPI flows: %zu\ncounter events: %zu\n"
       "async spans: %zu\n",
