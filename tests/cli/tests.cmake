@@ -105,9 +105,9 @@ set(_tdata ${CMAKE_CURRENT_SOURCE_DIR}/tests/data)
 set(_thost ${_tdata}/seed000_host_trace.txt)
 string(REPEAT "x" 5000 _tlong)
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/trace_long_line.txt "# ok\n${_tlong}\n")
-apicv_usage_error_test(trace_no_subcommand "trace" "trace: missing the subcommand \\(summary, diff\\)")
+apicv_usage_error_test(trace_no_subcommand "trace" "trace: missing the subcommand \\(summary, diff, export\\)")
 apicv_usage_error_test(trace_unknown_subcommand "trace|nosuch"
-                       "trace: unknown subcommand 'nosuch' \\(summary, diff\\)")
+                       "trace: unknown subcommand 'nosuch' \\(summary, diff, export\\)")
 apicv_usage_error_test(trace_summary_no_file "trace|summary"
                        "trace summary: missing the trace FILE")
 apicv_usage_error_test(trace_summary_missing "trace|summary|${_nodir}"
