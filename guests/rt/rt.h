@@ -32,6 +32,11 @@ static inline u8 inb(u16 port) {
   __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
   return v;
 }
+static inline u32 inl(u16 port) {
+  u32 v;
+  __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+  return v;
+}
 static inline u64 rdtsc(void) {
   u32 lo, hi;
   __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)::"memory");

@@ -74,6 +74,8 @@ StopRequest Machine::PortOut(uint16_t port, uint32_t value, unsigned size) {
     if (reset_ctl_.Write(static_cast<uint8_t>(value))) return {StopKind::kReset, 0};
   } else if (port == kKbcCommandPort && size == 1) {
     if (KbcCommandRequestsReset(static_cast<uint8_t>(value))) return {StopKind::kReset, 0};
+  } else if (port == kPitEdgesPort) {
+    // Read-only: writes are dropped.
   } else if (port == kKbcDataPort) {
     // No keyboard: data writes are dropped silently (firmware probes it).
   } else {
@@ -83,6 +85,11 @@ StopRequest Machine::PortOut(uint16_t port, uint32_t value, unsigned size) {
 }
 
 uint32_t Machine::PortIn(uint16_t port, unsigned size) {
+  if (port == kPitEdgesPort && size == 4) {
+    // Lets a guest bound the ticks it took by what the PIT generated, whatever the host's speed.
+    const uint64_t edges = chip_ ? chip_->pit_irq0_edges() : UINT64_MAX;
+    return edges == UINT64_MAX ? 0xFFFFFFFFu : static_cast<uint32_t>(edges);
+  }
   std::lock_guard lock(dev_mu_);
   if (uart_.Claims(port)) return uart_.Read(port);
   if (fw_cfg_.Claims(port)) return fw_cfg_.In(port, size);

@@ -2,7 +2,9 @@
 // (value << 1) | 1), the reset control register 0xCF9 (Intel PCH datasheet "Reset Control
 // Register": a write with SYS_RST/RST_CPU bit 2 set resets), the 8042 keyboard controller
 // (0x64 command 0xFE pulses the reset line; status reads 0 = buffers empty), and the benchmark
-// sample port 0x2100 (apicv's own: a 32-bit write appends a sample). Not supported: the rest of
+// sample port 0x2100 (apicv's own: a 32-bit write appends a sample), the PIT edge counter port
+// 0x2104 (apicv's own: a 32-bit read gives the low 32 bits of the PIT channel 0 rising edges the
+// irqchip generated, all ones when the PIT is not apicv's). Not supported: the rest of
 // the 8042 (no keyboard, no A20 gate control: A20 is always enabled), 0xCF9 full/soft reset
 // distinction (all resets are the same system reset).
 #pragma once
@@ -16,6 +18,7 @@ inline constexpr uint16_t kResetControlPort = 0xCF9;
 inline constexpr uint16_t kKbcDataPort = 0x60;
 inline constexpr uint16_t kKbcCommandPort = 0x64;
 inline constexpr uint16_t kSamplePort = 0x2100;
+inline constexpr uint16_t kPitEdgesPort = 0x2104;  // read-only, 32-bit
 inline constexpr uint16_t kTestDevBase = 0x2000;
 inline constexpr uint16_t kTestDevCount = 0x18;
 

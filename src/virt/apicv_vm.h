@@ -147,6 +147,7 @@ class ApicvVm final : public IrqChip {
   uint64_t service_timers(uint64_t now_ns) override;
   MpEvent take_mp_event(int vcpu) override;
   void instruction_emulated(int vcpu) override;
+  uint64_t pit_irq0_edges() override { return glue_.pit_irq0_edges(); }
   void reset() override;
   void set_kick(std::function<void(int vcpu)> kick) override;
 

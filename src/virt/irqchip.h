@@ -80,6 +80,12 @@ class IrqChip {
   // INIT / SIPI received by this vCPU since the last call (consumed).
   virtual MpEvent take_mp_event(int vcpu) = 0;
 
+  // Rising edges of PIT channel 0's OUT the irqchip's PIT has generated since the VM was created
+  // (every edge, whether its tick was delivered, coalesced or held for reinjection):
+  // the upper bound on the ticks a guest can take. UINT64_MAX when this irqchip does not own the
+  // PIT (KVM's in-kernel PIT). Any thread.
+  virtual uint64_t pit_irq0_edges() { return UINT64_MAX; }
+
   // One retired instruction that apicv emulated on the guest's behalf (vPMU counting).
   virtual void instruction_emulated(int vcpu) = 0;
 

@@ -420,6 +420,8 @@ void IrqchipGlue::ack_notify_isa_irq(unsigned irq) {
 }
 
 void IrqchipGlue::pit_output(const PitOutput& out) {
+  // Counted before the pulses: a guest that took tick k can already read at least k edges.
+  if (out.irq0_edges) st_pit_edges_.fetch_add(out.irq0_edges, std::memory_order_release);
   for (unsigned i = 0; i < out.irq0_pulses; ++i) {
     // pit_do_work(): kvm_set_irq(GSI 0, 1) then (GSI 0, 0) from the PIT's source.
     set_irq_line(0, true, kPitIrqSourceId);

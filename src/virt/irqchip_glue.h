@@ -99,6 +99,8 @@ class IrqchipGlue {
   // System reset (every vCPU out of the guest).
   void reset();
   IrqchipGlueStats stats() const;
+  // IrqChip::pit_irq0_edges(): PIT channel 0 rising edges generated so far. Any thread.
+  uint64_t pit_irq0_edges() const { return st_pit_edges_.load(std::memory_order_acquire); }
 
  private:
   void ioapic_output(const IoApicOutput& out);
@@ -134,8 +136,8 @@ class IrqchipGlue {
   Pit pit_;                                                // guarded by pit_mu_
   std::unique_ptr<std::atomic<bool>[]> accepts_pic_intr_;  // per vCPU
 
-  std::atomic<uint64_t> st_pit_ticks_{0}, st_pit_acks_{0}, st_eois_{0}, st_vmm_exits_{0},
-      st_split_ioapic_eoi_exits_{0};
+  std::atomic<uint64_t> st_pit_ticks_{0}, st_pit_edges_{0}, st_pit_acks_{0}, st_eois_{0},
+      st_vmm_exits_{0}, st_split_ioapic_eoi_exits_{0};
 };
 
 }  // namespace apicv::virt

@@ -37,6 +37,7 @@ class SharedApicvVm final : public IrqChip {
   uint64_t next_deadline_ns() override { return vm_->next_deadline_ns(); }
   uint64_t service_timers(uint64_t now_ns) override { return vm_->service_timers(now_ns); }
   MpEvent take_mp_event(int v) override { return vm_->take_mp_event(v); }
+  uint64_t pit_irq0_edges() override { return vm_->pit_irq0_edges(); }
   void instruction_emulated(int v) override { vm_->instruction_emulated(v); }
   void reset() override { vm_->reset(); }
   void set_kick(std::function<void(int)> kick) override { vm_->set_kick(std::move(kick)); }

@@ -66,8 +66,10 @@ class ClaimingChip final : public virt::IrqChip {
   uint64_t service_timers(uint64_t) override { return UINT64_MAX; }
   virt::MpEvent take_mp_event(int) override { return {}; }
   void instruction_emulated(int) override {}
+  uint64_t pit_irq0_edges() override { return edges; }
   void reset() override {}
   void set_kick(std::function<void(int)>) override {}
+  uint64_t edges = UINT64_MAX;
 };
 
 StopRequest Out8(Machine& m, uint16_t port, uint8_t v) {
@@ -256,6 +258,22 @@ TEST(MachineWithApicvVm, LapicMmioAndX2ApicMsrsReachTheVm) {
   EXPECT_TRUE(m.Rdmsr(0, 0x1B, &v, MsrMiss::kGp));
   EXPECT_EQ(v & 0xFFFFF000u, 0xFEE00000u);
   EXPECT_FALSE(m.Rdmsr(0, 0x802, &v, MsrMiss::kReadZero));
+}
+
+// Port 0x2104: the irqchip's PIT edge count, 32-bit reads only; read-only; all ones when the
+// irqchip does not own the PIT (or there is none).
+TEST(MachinePorts, PitEdgeCounterReadsTheIrqChipsCount) {
+  Machine bare(kRam, 1, nullptr, nullptr);
+  EXPECT_EQ(In(bare, kPitEdgesPort, 4), 0xFFFFFFFFu);
+  ClaimingChip chip;
+  Machine m(kRam, 1, nullptr, &chip);
+  EXPECT_EQ(In(m, kPitEdgesPort, 4), 0xFFFFFFFFu);  // the default: not apicv's PIT
+  chip.edges = 0x1'0000'0007ull;                    // low 32 bits
+  EXPECT_EQ(In(m, kPitEdgesPort, 4), 7u);
+  EXPECT_EQ(In(m, kPitEdgesPort, 1), 0xFFu);  // not the register's width: unknown port
+  const uint32_t v = 0;
+  EXPECT_FALSE(m.PioOut(0, kPitEdgesPort, reinterpret_cast<const uint8_t*>(&v), 4));
+  EXPECT_EQ(In(m, kPitEdgesPort, 4), 7u);
 }
 
 }  // namespace

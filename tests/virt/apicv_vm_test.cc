@@ -226,6 +226,8 @@ TEST_F(VmTest, PitDelayPolicyHoldsTheSecondExpiryUntilTheFirstIsAcked) {
   EXPECT_EQ(vm_->stats().pit_acks, 2u);
   EXPECT_EQ(vm_->stats().pit_ticks, 2u);  // nothing else owed
   EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, -1);
+  // Two edges generated, two ticks delivered: the bound the pit-extint guest reads at port 0x2104.
+  EXPECT_EQ(vm_->pit_irq0_edges(), 2u);
 }
 
 // lost_tick_policy=discard: the same two expiries give one IRQ0, and the EOI brings no other.
@@ -240,6 +242,7 @@ TEST_F(VmTest, PitDiscardPolicyDropsTheSecondExpiry) {
   EXPECT_EQ(vm_->stats().pit_acks, 0u);  // no ack notifier without reinjection
   EXPECT_EQ(vm_->stats().pit_ticks, 1u);
   EXPECT_EQ(vm_->check_and_inject_events(0, true, true).vector, -1);
+  EXPECT_EQ(vm_->pit_irq0_edges(), 2u);  // both edges counted, one tick dropped
 }
 
 TEST_F(VmTest, Seed004RebootAfterX2ApicKeepsApicIdModifiedOnlyWith2022Rule) {
