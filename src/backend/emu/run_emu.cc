@@ -125,6 +125,13 @@ class EmuMachine {
         ram_(mem.host(), mem.low_size()),
         rng_(emu.sched_seed) {
     chip_.set_kick([this](int v) { Kick(v); });
+    if (emu_.sched_seed != 0) {
+      unsigned halvings = 0;
+      while ((emu_.quantum >> halvings) > 1 && halvings < kMaxHalvings) ++halvings;
+      mean_quantum_ = emu_.quantum >> (NextRandom(rng_) % (halvings + 1));
+      static constexpr unsigned kDeschedPer256[] = {0, 16, 64, 128};
+      desched_per_256_ = kDeschedPer256[NextRandom(rng_) % 4];
+    }
   }
   ~EmuMachine() {
     chip_.set_kick([](int) {});
@@ -202,6 +209,7 @@ class EmuMachine {
   // KVM's vcpu_block wake-up test for a halted or waiting vCPU; true when it became runnable.
   bool TryWake(int v);
   void RunQuantum(int v);
+  void MaybeDeschedule(int v);
   std::string HangReport();
 
   const platform::RunOptions& opt_;
@@ -213,6 +221,14 @@ class EmuMachine {
   cpu::GuestRam ram_;
   std::vector<Vcpu> vcpus_;
   uint64_t rng_;
+  // Seeded preemption (--sched-seed S != 0), drawn once per run from the seed so that a range of
+  // seeds covers fine interleavings (quanta of a few instructions, where a window of a handful of
+  // instructions between two vCPUs' accesses opens) as well as coarse ones: this run's mean
+  // quantum, quantum / 2^k for k uniform in 0..8, and its chance (in 256ths) that a vCPU preempted
+  // at the end of a quantum is also descheduled for a while.
+  static constexpr unsigned kMaxHalvings = 8;  // mean quantum >= quantum / 256
+  uint64_t mean_quantum_ = 0;
+  unsigned desched_per_256_ = 0;
   uint64_t time_ns_ = 0;  // the scheduler's time: the earliest clock of a running vCPU
   int running_ = -1;
   StopKind stop_ = StopKind::kNone;
@@ -357,7 +373,7 @@ void EmuMachine::RunQuantum(int v) {
   // The budget never crosses this vCPU's or the VM's next deadline.
   const uint64_t d = std::min(chip_.next_deadline_ns(v), chip_.next_deadline_ns());
   uint64_t quantum = emu_.quantum;
-  if (emu_.sched_seed != 0) quantum = 1 + NextRandom(rng_) % (2 * emu_.quantum);
+  if (emu_.sched_seed != 0) quantum = 1 + NextRandom(rng_) % (2 * mean_quantum_);
   uint64_t budget = quantum;
   if (d != UINT64_MAX) {
     const uint64_t step = 1ull << emu_.icount_shift;
@@ -422,8 +438,32 @@ void EmuMachine::RunQuantum(int v) {
       Exit(v);
       break;
     case cpu::StopReason::kBudget:
-      break;  // preempted at the end of its quantum: still "running" (AVIC IsRunning stays set)
+      // Preempted at the end of its quantum: still "running" (AVIC IsRunning stays set), unless
+      // the seed deschedules it.
+      MaybeDeschedule(v);
+      break;
   }
+}
+
+void EmuMachine::MaybeDeschedule(int v) {
+  if (desched_per_256_ == 0 || NextRandom(rng_) % 256 >= desched_per_256_) return;
+  // Only while another vCPU can run in the meantime: alone, a descheduled period would just
+  // shift this vCPU's events in time (a single vCPU's trace does not depend on the seed).
+  bool other = false;
+  for (size_t w = 0; w < vcpus_.size() && !other; ++w) {
+    other = static_cast<int>(w) != v && vcpus_[w].run == VcpuRun::kRunning;
+  }
+  if (!other) return;
+  // As after vcpu_put on a loaded host: out of guest mode (IsRunning clear), not halted, its
+  // virtual time passing without instructions. The period never crosses its own next timer
+  // deadline, so timer lateness stays independent of the seed.
+  Vcpu& vc = vcpus_[v];
+  uint64_t period = (1 + NextRandom(rng_) % (8 * mean_quantum_)) << emu_.icount_shift;
+  const uint64_t d = chip_.next_deadline_ns(v);
+  if (d != UINT64_MAX) period = d > vc.clock_ns ? std::min(period, d - vc.clock_ns) : 0;
+  if (period == 0) return;
+  Exit(v);
+  vc.clock_ns += period;
 }
 
 std::string EmuMachine::HangReport() {

@@ -24,7 +24,8 @@ namespace apicv::emu {
 struct EmuOptions {
   unsigned icount_shift = 3;     // 2^shift ns per instruction (QEMU -icount shift=N); 0..10
   uint64_t quantum = 2000;       // instructions per scheduling quantum
-  uint64_t sched_seed = 0;       // 0: fixed quanta, lowest-index tie break; else seeded
+  uint64_t sched_seed = 0;       // 0: fixed quanta, lowest-index tie break; else seeded quanta,
+                                 // tie breaks and descheduled periods (docs/emu.md)
   uint64_t tsc_khz = 2'000'000;  // guest TSC rate when VmConfig::tsc_khz is 0
 };
 
