@@ -240,10 +240,12 @@ static void to_x2apic(u32 id, u64 arg) {
   apic_enable_x2apic_here();
 }
 
+#ifndef RT_REVERT_X2APIC_EOI_FIX
 static void noop_on_ap(u32 id, u64 arg) {
   (void)id;
   (void)arg;
 }
+#endif
 
 static void test_x2apic_cluster(void) {
   rt_printf("[x2apic] logical cluster\n");
@@ -310,8 +312,10 @@ void guest_main(void) {
      * the wake-up IPI arrives and takes that IPI after its switch, while apic_x2 still says xAPIC
      * (seen under host load with the ping-pong partner). Replay that order for every AP: a late
      * wake-up now, then a command that needs the APs to take further wake-ups. */
+#ifndef RT_REVERT_X2APIC_EOI_FIX /* smp-eoi-race leaves the race to the schedule (tests/explore) */
     apic_icr(0, ICR_ALL_EXC | SMP_WAKE_VECTOR);
     CHECK(smp_run_on_aps(noop_on_ap, 0, 5000), "APs stopped taking wake-ups after x2APIC switch");
+#endif
     apic_enable_x2apic_here();
     apic_x2 = 1;
   }

@@ -23,11 +23,17 @@ extern const char rt_ap_tramp_start[], rt_ap_tramp_end[];
  * this CPU's own mode. */
 static void wake_handler(struct rt_frame* f) {
   (void)f;
+#ifdef RT_REVERT_X2APIC_EOI_FIX
+  /* Test-only build (smp-eoi-race, tests/explore): the handler before commits d50f271/ea325ec,
+   * EOI through the global apic_x2, so the late wake-up race is back for `apicv explore`. */
+  apic_eoi();
+#else
   if (rdmsr(MSR_APIC_BASE) & APIC_BASE_EXTD) {
     wrmsr(0x800 + (APIC_EOI >> 4), 0);
   } else {
     mmio_write32(apic_mmio_base + APIC_EOI, 0);
   }
+#endif
 }
 
 void smp_set_ap_init(smp_ap_init_fn fn) {

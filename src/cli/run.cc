@@ -2,6 +2,8 @@
 // (--irqchip apicv, default) or KVM's in-kernel one (--irqchip kvm). Exit status: the guest's
 // isa-debug-exit status; 124 timeout; 125 VMM error; 77 no /dev/kvm; 2 bad options.
 // Options are parsed here (QEMU's single-dash long names such as -smp are not CLI11 syntax).
+#include "cli/run.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -45,7 +47,8 @@ constexpr const char* kRunHelp = R"(apicv run [options]
   -accel kvm|emu[,thread=single]  execution: /dev/kvm, or apicv's software CPU (default: kvm
                           when /dev/kvm opens, else emu; -accel help lists them)
   -icount shift=N         emu: each instruction is 2^N ns of virtual time (default 3)
-  --sched-seed S          emu: seeded quantum lengths and tie breaks (default 0: fixed)
+  --sched-seed S          emu: seeded quanta, tie breaks and descheduled periods (default 0:
+                          fixed; apicv explore runs many seeds)
   --quantum N             emu: instructions per scheduling quantum (default 2000)
   --irqchip apicv|kvm     interrupt controllers: apicv's (default) or KVM's in-kernel ones
   --trace FILE            apicv tracepoints, ftrace text
@@ -572,4 +575,9 @@ CommandRegistration reg("", [](CLI::App& app) {
 });
 
 }  // namespace
+
+void CheckRunOptions(const std::vector<std::string>& args) {
+  (void)Parse(args);
+}
+
 }  // namespace apicv::cli
