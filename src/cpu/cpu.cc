@@ -330,7 +330,6 @@ RunResult run_core(Core& c, uint64_t budget) {
       reason = StopReason::kIrqWindow;
       break;
     }
-    uint64_t done = 0;  // retired in this block (also when an instruction faults)
     try {
       Block* b = find_block(c);
       const Insn* in = b->insns.data();
@@ -340,16 +339,17 @@ RunResult run_core(Core& c, uint64_t budget) {
       if (n > limit - c.retired) n = limit - c.retired;
       const bool tf = (c.s.rflags & kTF) != 0;
       c.end_block = false;
-      while (done < n) {
+      // c.retired counts each instruction as it completes, so a CpuHost callback (a port, MMIO or
+      // MSR access) sees exactly the instructions before its own (virtual time, the vPMU).
+      const uint64_t block_end = c.retired + n;
+      while (c.retired < block_end) {
         c.next_rip = c.s.rip + in->len;
         in->fn(c, *in);
         c.s.rip = c.next_rip;
-        ++done;
+        ++c.retired;
         ++in;
         if (c.end_block) break;
       }
-      c.retired += done;
-      done = 0;
       if (shadow) {
         c.s.sti_shadow = c.s.mov_ss_shadow = false;
         if (c.s.activity == Activity::kHalted) c.halted_in_shadow = true;
@@ -372,7 +372,6 @@ RunResult run_core(Core& c, uint64_t budget) {
         break;
       }
     } catch (const GuestFault& f) {
-      c.retired += done;
       c.deliver_fault(f);
       if (c.s.activity == Activity::kShutdown) {
         reason = StopReason::kShutdown;
@@ -480,6 +479,9 @@ void Cpu::request_exit() {
 }
 uint64_t Cpu::retired() const {
   return core_->retired;
+}
+uint8_t Cpu::cpl() const {
+  return core_->cpl;
 }
 void Cpu::flush_decode_cache() {
   for (unsigned i = 0; i < Core::kBlockMapSize; ++i) core_->block_map[i] = nullptr;

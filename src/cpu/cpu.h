@@ -80,7 +80,10 @@ class Cpu {
   // Thread-safe: end the current run() at the next block boundary (a kick).
   void request_exit();
 
-  uint64_t retired() const;  // instructions retired since construction
+  // Instructions retired since construction; inside a CpuHost callback, those before the
+  // instruction making the call.
+  uint64_t retired() const;
+  uint8_t cpl() const;  // current privilege level
   // Drops every decoded block (e.g. after the platform rewrote guest memory wholesale).
   void flush_decode_cache();
 
