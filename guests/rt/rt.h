@@ -14,7 +14,7 @@ typedef unsigned long u64;
 typedef long i64;
 typedef unsigned long size_t;
 
-#define RT_MAX_CPUS 512
+#define RT_MAX_CPUS 1024
 #define NULL ((void*)0)
 
 /* ---- instructions ---- */

@@ -25,6 +25,7 @@
 #include "cli/command.h"
 #include "cli/scenario.h"
 #include "devices/clock.h"
+#include "platform/cpu_model.h"
 #include "platform/guest_memory.h"
 #include "platform/run_options.h"
 #include "trace/timeline_export.h"
@@ -41,7 +42,10 @@ constexpr const char* kRunHelp = R"(apicv run [options]
   --entry 16|32|64        load -kernel as a flat binary with this entry mode
   -initrd FILE            multiboot module
   -append STR             kernel command line (after the kernel's name)
-  -smp N                  vCPUs, 1..288 (default 1)
+  -smp N                  vCPUs, 1..1024 under -accel emu (above 255: x2APIC only), 1..288
+                          under -accel kvm (default 1)
+  -cpu MODEL[,+feat|-feat|feat=on|off|pmu=on|off|vendor=V]   guest CPU model (QEMU's spelling;
+                          default max; -cpu help lists models and features)
   -m SIZE                 guest RAM, e.g. 64M, 1G (default 64M; no suffix = MiB)
   -serial stdio|file:PATH|none   UART 0x3F8 output (default stdio)
   -accel kvm|emu[,thread=single]  execution: /dev/kvm, or apicv's software CPU (default: kvm
@@ -137,7 +141,21 @@ struct Parsed {
   bool accel_help = false;
   std::vector<std::string> emu_opts;  // options that only make sense with -accel emu
   emu::EmuOptions emu;
+  platform::CpuModel cpu;
+  bool cpu_help = false;
 };
+
+// The choices that need one accelerator, checked once it is known (explicit or automatic).
+void CheckForAccel(const Parsed& p, const std::string& accel) {
+  if (accel == "emu" && p.cpu.needs_kvm) {
+    throw UsageError("-cpu " + p.cpu.name + " needs -accel kvm (it is KVM's supported CPUID)");
+  }
+  if (accel == "kvm" && p.run.smp > platform::kMaxKvmVcpus) {
+    throw UsageError("-smp " + std::to_string(p.run.smp) + ": -accel kvm supports at most " +
+                     std::to_string(platform::kMaxKvmVcpus) +
+                     " vCPUs (-accel emu: " + std::to_string(platform::kMaxVcpus) + ")");
+  }
+}
 
 constexpr const char* kAccelHelp = R"(Accelerators:
   kvm   /dev/kvm with KVM's irqchip off (apicv serves every interrupt); --irqchip kvm: KVM's own
@@ -190,6 +208,18 @@ Parsed Parse(const std::vector<std::string>& args) {
       return p;
     } else if (a == "-smp") {
       p.run.smp = static_cast<int>(ParseIntOption("-smp", next(), 1, kvm::kMaxVcpus));
+    } else if (a == "-cpu") {
+      const std::string v = next();
+      if (v == "help") {
+        p.cpu_help = true;
+        continue;
+      }
+      try {
+        p.cpu = platform::ParseCpuModel(v);
+      } catch (const platform::CpuModelError& e) {
+        throw UsageError(std::string("-cpu: ") + e.what());
+      }
+      platform::ApplyCpuModel(p.cpu, cfg);
     } else if (a == "-m") {
       p.run.mem_size = ParseSize(next());
     } else if (a == "-kernel") {
@@ -331,13 +361,14 @@ Parsed Parse(const std::vector<std::string>& args) {
     throw UsageError(
         "--suppress-eoi-broadcast needs kernel-irqchip=split (KVM rejects it otherwise)");
   }
-  if (p.accel_help) return p;
+  if (p.accel_help || p.cpu_help) return p;
   if (p.accel == "kvm" && !p.emu_opts.empty()) {
     throw UsageError(p.emu_opts.front() + " configures -accel emu and is invalid with -accel kvm");
   }
   if (p.accel == "emu" && p.run.irqchip == kvm::IrqchipMode::kKvm) {
     throw UsageError("--irqchip kvm (KVM's in-kernel irqchip, the oracle) needs -accel kvm");
   }
+  if (!p.accel.empty()) CheckForAccel(p, p.accel);
   if (p.guest.empty() == p.kernel_path.empty()) {
     throw UsageError("run: give exactly one of -kernel FILE and --guest NAME");
   }
@@ -391,6 +422,10 @@ int RunMain(const std::vector<std::string>& args) {
   }
   if (p.accel_help) {
     std::puts(kAccelHelp);
+    return 0;
+  }
+  if (p.cpu_help) {
+    std::puts(platform::CpuModelHelp());
     return 0;
   }
   if (p.guest == "list") {
@@ -485,7 +520,11 @@ int RunMain(const std::vector<std::string>& args) {
       std::fprintf(stderr, "apicv: --irqchip kvm needs /dev/kvm, which is not available\n");
       return 77;
     }
-    if (p.accel == "kvm" && !p.emu_opts.empty()) p.accel = "emu";
+    // Options only emu has (and more vCPUs than the KVM backend runs) choose it.
+    if (p.accel == "kvm" && (!p.emu_opts.empty() || p.run.smp > platform::kMaxKvmVcpus)) {
+      p.accel = "emu";
+    }
+    CheckForAccel(p, p.accel);  // bad input: before the accelerator line
     std::fprintf(stderr, "apicv: accelerator: %s%s\n", p.accel.c_str(),
                  p.accel == "emu" && fd < 0 ? " (/dev/kvm is not available)" : "");
   }

@@ -4,6 +4,7 @@
 #include <cpuid.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "devices/pmu/pmu.h"
 
@@ -89,6 +90,28 @@ std::vector<CpuidEntry> ApicvCpuid(std::vector<CpuidEntry> base, uint32_t apic_i
                                    const GuestPmu& pmu) {
   PatchCpuidForVcpu(base, apic_id, pmu);
   return base;
+}
+
+void PatchCpuidForCpuModel(std::vector<CpuidEntry>& entries, const virt::VmConfig& config) {
+  const char* vendor = config.pmu_vendor == virt::PmuVendor::kAmd ? "AuthenticAMD" : "GenuineIntel";
+  for (CpuidEntry& e : entries) {
+    if (e.function == 1) {
+      if (!config.x2apic) e.ecx &= ~kCpuid1EcxX2Apic;
+      if (!config.tsc_deadline) e.ecx &= ~kCpuid1EcxTscDeadline;
+    } else if (!config.pmu && e.function == kCpuidLeafArchPerfmon) {
+      e.eax = e.ebx = e.ecx = e.edx = 0;
+    } else if (!config.pmu && e.function == kCpuidExtFeatures) {
+      e.ecx &= ~(kCpuidExtEcxPerfCtrExtCore | kCpuidExtEcxPerfCtrExtNb | kCpuidExtEcxPerfCtrExtLlc);
+    } else if (!config.pmu && e.function == kCpuidExtPerfmonDebug) {
+      e.eax = e.ebx = e.ecx = e.edx = 0;
+    }
+    if (config.cpuid_vendor && (e.function == 0 || e.function == 0x80000000)) {
+      // EBX, EDX, ECX hold the 12 characters in that order.
+      std::memcpy(&e.ebx, vendor, 4);
+      std::memcpy(&e.edx, vendor + 4, 4);
+      std::memcpy(&e.ecx, vendor + 8, 4);
+    }
+  }
 }
 
 const CpuidEntry* FindCpuid(std::span<const CpuidEntry> entries, uint32_t function,

@@ -80,6 +80,12 @@ void PatchCpuidForVcpu(std::vector<CpuidEntry>& entries, uint32_t apic_id, const
 std::vector<CpuidEntry> ApicvCpuid(std::vector<CpuidEntry> base, uint32_t apic_id,
                                    const GuestPmu& pmu);
 
+// Applies the guest CPU model (-cpu, platform/cpu_model.h) carried by `config`, after the patches
+// above: clears x2APIC / TSC-deadline in leaf 1 when the model lacks them; with pmu=off zeroes
+// leaf 0AH and clears Fn8000_0001_ECX's PerfCtrExt bits and Fn8000_0022; with cpuid_vendor
+// writes pmu_vendor's vendor string into leaves 0 and 8000_0000H.
+void PatchCpuidForCpuModel(std::vector<CpuidEntry>& entries, const virt::VmConfig& config);
+
 // The entry a CPUID instruction with EAX=function, ECX=index reads (index ignored unless the
 // entry has kCpuidFlagSignificantIndex), or nullptr.
 const CpuidEntry* FindCpuid(std::span<const CpuidEntry> entries, uint32_t function, uint32_t index);

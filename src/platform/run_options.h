@@ -34,7 +34,10 @@ enum class IrqchipMode : uint8_t { kApicv, kKvm };
 inline constexpr int kExitTimeout = 124;
 inline constexpr int kExitVmmError = 125;
 
-inline constexpr int kMaxVcpus = 288;
+// -smp: 1024 under -accel emu (vCPUs above 255 need x2APIC), 288 under -accel kvm (what the KVM
+// backend has been run with).
+inline constexpr int kMaxVcpus = 1024;
+inline constexpr int kMaxKvmVcpus = 288;
 
 struct RunOptions {
   int smp = 1;                      // 1..kMaxVcpus
@@ -86,6 +89,10 @@ struct RunResult {
   std::vector<uint32_t> samples;  // port 0x2100 writes, in arrival order
   uint64_t tsc_khz = 0;           // TSC frequency the guest sees (KVM_GET_TSC_KHZ of vCPU 0)
   double wall_s = 0;
+  // -accel emu only (0 under KVM): instructions every vCPU retired, and the virtual time at the
+  // end (the furthest vCPU clock), over every boot of the run.
+  uint64_t guest_instructions = 0;
+  uint64_t virtual_ns = 0;
   RunCounters counters;
 };
 

@@ -28,6 +28,8 @@ LapicConfig ApicvVm::LapicConfigFor(const VmConfig& config, const Clock& clock) 
   LapicConfig lc;
   lc.esr_sdm_mode = config.esr_sdm_mode;
   lc.maxphyaddr = config.maxphyaddr;
+  lc.x2apic_supported = config.x2apic;
+  lc.tsc_deadline_supported = config.tsc_deadline;
   // kvm_apic_set_version(): LVR[24] (directed EOI) only for x2APIC guests whose IOAPIC is not in
   // the kernel (0bcc3fb95b97), unless the VMM disabled Suppress EOI Broadcast. apicv models a
   // userspace LAPIC (off) as QEMU's, which has no directed EOI.

@@ -36,7 +36,7 @@ struct VmConfig {
   ApicIdCheck apic_id_check = ApicIdCheck::kCurrent;
   PmiDelivery pmi_delivery = PmiDelivery::kCurrent;
   PmuVendor pmu_vendor = PmuVendor::kIntel;
-  bool esr_sdm_mode = false;       // false: KVM parity (no ESR error bits)
+  bool esr_sdm_mode = false;  // false: KVM parity (no ESR error bits)
   // Set by a backend that hands every guest CR8 / TPR write to the irqchip as it happens (the
   // software CPU): no window is kept open to catch a TPR lowered without an exit.
   bool tpr_writes_exit = false;
@@ -48,6 +48,12 @@ struct VmConfig {
   // Guest MAXPHYADDR: IA32_APIC_BASE bits at and above it are reserved (#GP); 32..52.
   uint32_t maxphyaddr = 46;
   SuppressEoiBroadcast suppress_eoi_broadcast = SuppressEoiBroadcast::kQuirk;
+  // The guest CPU model's features (-cpu, platform/cpu_model.h): what the guest's CPUID shows and,
+  // as KVM derives it from that CPUID, what the irqchip allows.
+  bool x2apic = true;         // CPUID.1:ECX[21]; false: IA32_APIC_BASE.EXTD is reserved (#GP)
+  bool tsc_deadline = true;   // CPUID.1:ECX[24]; false: LVTT mode mask 1 << 17 (no TSC-deadline)
+  bool pmu = true;            // false (pmu=off): no vPMU leaves, every PMU MSR #GPs
+  bool cpuid_vendor = false;  // true: CPUID's vendor string is pmu_vendor's (-cpu vendor=)
 };
 
 }  // namespace apicv::virt

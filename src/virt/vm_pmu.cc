@@ -19,6 +19,7 @@ bool IsPmuMsrRange(uint32_t msr) {
 VmPmu::VmPmu(const VmConfig& config, const Clock& clock, uint64_t tsc_khz, VcpuDevices& vcpus,
              VcpuRequestSet& reqs)
     : pmi_delivery_(config.pmi_delivery),
+      enabled_(config.pmu),
       clock_(clock),
       tsc_khz_(tsc_khz),
       vcpus_(vcpus),
@@ -29,6 +30,7 @@ VmPmu::VmPmu(const VmConfig& config, const Clock& clock, uint64_t tsc_khz, VcpuD
 
 AccessResult VmPmu::rdmsr(int vcpu, uint32_t msr, uint64_t* value) {
   if (!IsPmuMsrRange(msr)) return AccessResult::kNotMine;
+  if (!enabled_) return AccessResult::kGp;  // pmu=off: no PMU MSRs (KVM: no counters)
   switch (vcpus_.pmu(vcpu).rdmsr(msr, value)) {
     case PmuMsrResult::kOk:
       return AccessResult::kHandled;
@@ -41,6 +43,7 @@ AccessResult VmPmu::rdmsr(int vcpu, uint32_t msr, uint64_t* value) {
 
 AccessResult VmPmu::wrmsr(int vcpu, uint32_t msr, uint64_t value) {
   if (!IsPmuMsrRange(msr)) return AccessResult::kNotMine;
+  if (!enabled_) return AccessResult::kGp;
   Pmu& pmu = vcpus_.pmu(vcpu);
   switch (pmu.wrmsr(msr, value)) {
     case PmuMsrResult::kOk:

@@ -48,6 +48,7 @@ class VmPmu {
 
  private:
   const PmiDelivery pmi_delivery_;
+  const bool enabled_;  // VmConfig::pmu (-cpu pmu=off: every PMU MSR #GPs)
   const Clock& clock_;
   const uint64_t tsc_khz_;
   VcpuDevices& vcpus_;

@@ -46,8 +46,23 @@ apicv_usage_error_test(run_kvm_irqchip_layer_option
   "run|--guest|pit-extint|--irqchip|kvm|--irqwin|counted" "--irqwin .*needs --irqchip apicv")
 apicv_usage_error_test(run_bad_irqwin "run|--guest|pit-extint|--irqwin|sometimes"
                        "--irqwin: expected counted\\|legacy, got 'sometimes'")
-apicv_usage_error_test(run_smp_zero "run|--guest|smp|-smp|0" "-smp: expected an integer in 1\\.\\.288")
-apicv_usage_error_test(run_smp_huge "run|--guest|smp|-smp|289" "-smp: expected an integer in 1\\.\\.288")
+apicv_usage_error_test(run_smp_zero "run|--guest|smp|-smp|0" "-smp: expected an integer in 1\\.\\.1024")
+apicv_usage_error_test(run_smp_huge "run|--guest|smp|-smp|1025" "-smp: expected an integer in 1\\.\\.1024")
+apicv_usage_error_test(run_smp_kvm_289 "run|--guest|smp|-accel|kvm|-smp|289"
+                       "-smp 289: -accel kvm supports at most 288 vCPUs \\(-accel emu: 1024\\)")
+# apicv run -cpu: QEMU's spelling; a bad model, feature or value is one line and exit 2.
+apicv_usage_error_test(run_cpu_unknown_model "run|--guest|apic|-accel|emu|-cpu|pentium"
+                       "-cpu: unknown model 'pentium' \\(-cpu help\\)")
+apicv_usage_error_test(run_cpu_unknown_feature "run|--guest|apic|-accel|emu|-cpu|max,+avx512f"
+                       "-cpu: unknown feature 'avx512f'")
+apicv_usage_error_test(run_cpu_bad_pmu "run|--guest|apic|-accel|emu|-cpu|max,pmu=yes"
+                       "-cpu: 'pmu=yes': expected on or off")
+apicv_usage_error_test(run_cpu_bad_vendor "run|--guest|apic|-accel|emu|-cpu|max,vendor=Cyrix"
+                       "-cpu: vendor: expected GenuineIntel or AuthenticAMD, got 'Cyrix'")
+apicv_usage_error_test(run_cpu_bare_feature "run|--guest|apic|-accel|emu|-cpu|max,x2apic"
+                       "-cpu: 'x2apic': expected \\+feature, -feature or name=value")
+apicv_usage_error_test(run_cpu_host_emu "run|--guest|apic|-accel|emu|-cpu|host"
+                       "-cpu host needs -accel kvm")
 apicv_usage_error_test(run_timeout_zero "run|--guest|pit-extint|--timeout|0" "--timeout: out of range")
 apicv_usage_error_test(run_unknown_guest "run|--guest|no-such-guest" "no built-in guest 'no-such-guest'")
 apicv_usage_error_test(run_no_kernel "run|-smp|2" "give exactly one of -kernel FILE and --guest NAME")

@@ -64,6 +64,12 @@ void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id,
   });
 }
 
+void PatchCpuidForCpuModel(std::vector<kvm_cpuid_entry2>& entries, const virt::VmConfig& config) {
+  ApplyPatch(entries, [&](std::vector<platform::CpuidEntry>& p) {
+    platform::PatchCpuidForCpuModel(p, config);
+  });
+}
+
 std::vector<kvm_cpuid_entry2> HostCpuid() {
   return FromPlatform(platform::HostCpuid());
 }

@@ -54,6 +54,8 @@ void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id)
 void PatchCpuidForPmu(std::vector<kvm_cpuid_entry2>& entries, const GuestPmu& pmu);
 void PatchCpuidForVcpu(std::vector<kvm_cpuid_entry2>& entries, uint32_t apic_id,
                        const GuestPmu& pmu);
+// platform::PatchCpuidForCpuModel (the -cpu model in `config`) on a KVM list.
+void PatchCpuidForCpuModel(std::vector<kvm_cpuid_entry2>& entries, const virt::VmConfig& config);
 
 // KVM_GET_SUPPORTED_CPUID on the /dev/kvm fd; empty when it fails.
 std::vector<kvm_cpuid_entry2> GetSupportedCpuidFromKvm(int kvm_fd);

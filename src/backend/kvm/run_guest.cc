@@ -123,6 +123,7 @@ class KvmMachine {
       std::vector<kvm_cpuid_entry2> c = supported;
       PatchCpuidForVcpu(c, static_cast<uint32_t>(i),
                         GuestPmuFor(opt_.irqchip == IrqchipMode::kApicv, opt_.vm_config));
+      PatchCpuidForCpuModel(c, opt_.vm_config);
       if (!vcpus.back()->SetCpuid(c) && !cpuid_warned_) {
         cpuid_warned_ = true;
         std::fprintf(stderr, "apicv: KVM_SET_CPUID2 failed (%s): guest CPUID is unsupported here\n",
@@ -469,8 +470,9 @@ class KvmMachine {
 }  // namespace
 
 RunResult RunGuest(const RunOptions& opt) {
-  if (opt.smp < 1 || opt.smp > kMaxVcpus) {
-    throw std::runtime_error("-smp must be 1.." + std::to_string(kMaxVcpus));
+  if (opt.smp < 1 || opt.smp > platform::kMaxKvmVcpus) {
+    throw std::runtime_error("-smp must be 1.." + std::to_string(platform::kMaxKvmVcpus) +
+                             " under -accel kvm");
   }
   const auto t0 = std::chrono::steady_clock::now();
   const auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
