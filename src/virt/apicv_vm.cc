@@ -351,6 +351,14 @@ void ApicvVm::instruction_emulated(int vcpu) {
   pmu_.instruction_emulated(vcpu);
 }
 
+bool ApicvVm::instructions_retired(int vcpu, uint64_t count, uint8_t cpl) {
+  return pmu_.instructions_retired(vcpu, count, cpl);
+}
+
+uint64_t ApicvVm::instructions_to_pmi(int vcpu, uint8_t cpl) {
+  return pmu_.instructions_to_pmi(vcpu, cpl);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Timers (the seam of virt/timer_service.h)
 

@@ -148,6 +148,8 @@ class ApicvVm final : public IrqChip {
   MpEvent take_mp_event(int vcpu) override;
   void instruction_emulated(int vcpu) override;
   uint64_t pit_irq0_edges() override { return glue_.pit_irq0_edges(); }
+  bool instructions_retired(int vcpu, uint64_t count, uint8_t cpl) override;
+  uint64_t instructions_to_pmi(int vcpu, uint8_t cpl) override;
   void reset() override;
   void set_kick(std::function<void(int vcpu)> kick) override;
 

@@ -88,6 +88,20 @@ class IrqChip {
 
   // One retired instruction that apicv emulated on the guest's behalf (vPMU counting).
   virtual void instruction_emulated(int vcpu) = 0;
+  // A backend that executes every guest instruction itself (-accel emu): `count` instructions
+  // retired at privilege level `cpl` since its previous call, every one of them, not only those
+  // that exit (it then never calls instruction_emulated). Returns true when a counter overflow
+  // raised a PMI: the backend ends the vCPU's run so that its next entry delivers it.
+  virtual bool instructions_retired(int vcpu, uint64_t count, uint8_t cpl) {
+    (void)vcpu, (void)count, (void)cpl;
+    return false;
+  }
+  // Such a backend's run-budget cap: instructions at `cpl` until the first PMI-enabled
+  // "instructions retired" counter overflows; UINT64_MAX when none (or no vPMU).
+  virtual uint64_t instructions_to_pmi(int vcpu, uint8_t cpl) {
+    (void)vcpu, (void)cpl;
+    return UINT64_MAX;
+  }
 
   // System reset (0xCF9, keyboard controller): all devices back to RESET state. Called with every
   // vCPU out of the guest.

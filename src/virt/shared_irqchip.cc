@@ -39,6 +39,12 @@ class SharedApicvVm final : public IrqChip {
   MpEvent take_mp_event(int v) override { return vm_->take_mp_event(v); }
   uint64_t pit_irq0_edges() override { return vm_->pit_irq0_edges(); }
   void instruction_emulated(int v) override { vm_->instruction_emulated(v); }
+  bool instructions_retired(int v, uint64_t n, uint8_t cpl) override {
+    return vm_->instructions_retired(v, n, cpl);
+  }
+  uint64_t instructions_to_pmi(int v, uint8_t cpl) override {
+    return vm_->instructions_to_pmi(v, cpl);
+  }
   void reset() override { vm_->reset(); }
   void set_kick(std::function<void(int)> kick) override { vm_->set_kick(std::move(kick)); }
 

@@ -72,10 +72,14 @@ void VmPmu::deliver_pmi(int vcpu) {
 }
 
 void VmPmu::instruction_emulated(int vcpu) {
-  Pmu& pmu = vcpus_.pmu(vcpu);
   // kvm_pmu_trigger_event(PERF_COUNT_HW_INSTRUCTIONS) from kvm_skip_emulated_instruction().
-  const PmuOverflow ov = pmu.instruction_retired(/*cpl=*/0);
-  if (!ov.pmi) return;
+  instructions_retired(vcpu, 1, /*cpl=*/0);
+}
+
+bool VmPmu::instructions_retired(int vcpu, uint64_t count, uint8_t cpl) {
+  Pmu& pmu = vcpus_.pmu(vcpu);
+  const PmuOverflow ov = pmu.instruction_retired(cpl, count);
+  if (!ov.pmi) return false;
   pmu.take_pmi_request();
   if (pmi_delivery_ == PmiDelivery::kLegacy) {
     // Before 73554b29bd70 an irq_work delivered the PMI at once, beside the request below; an
@@ -83,6 +87,11 @@ void VmPmu::instruction_emulated(int vcpu) {
     deliver_pmi(vcpu);
   }
   reqs_.vcpu(vcpu).make_request(kReqPmi);
+  return true;
+}
+
+uint64_t VmPmu::instructions_to_pmi(int vcpu, uint8_t cpl) {
+  return vcpus_.pmu(vcpu).instructions_to_pmi(cpl);
 }
 
 // Cycle counters count guest time only: the interval from entry to exit, as a perf event that

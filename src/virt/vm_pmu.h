@@ -38,6 +38,10 @@ class VmPmu {
   void deliver_pmi(int vcpu);
   // One instruction KVM emulated (kvm_skip_emulated_instruction).
   void instruction_emulated(int vcpu);
+  // -accel emu: every instruction the CPU retired (IrqChip::instructions_retired); true when a PMI
+  // was raised. instructions_to_pmi: the run-budget cap (IrqChip::instructions_to_pmi).
+  bool instructions_retired(int vcpu, uint64_t count, uint8_t cpl);
+  uint64_t instructions_to_pmi(int vcpu, uint8_t cpl);
   // Guest entry / exit: cycle counters count the interval between them. cycles_enter() returns
   // true when the vCPU's overflow deadline moved (the caller republishes its timer deadline).
   bool cycles_enter(int vcpu);

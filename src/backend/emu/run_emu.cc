@@ -102,6 +102,7 @@ struct Vcpu {
   // The last HLT ran in an STI shadow: the next entry reports "not ready" once, as the KVM
   // backend sees ready_for_interrupt_injection = 0 at such a HLT exit and opens a window.
   bool hlt_shadow = false;
+  uint64_t pmu_synced = 0;  // Cpu::retired() already handed to the vPMU
 };
 
 // splitmix64: the scheduler's seeded generator (deterministic across hosts and builds).
@@ -158,9 +159,25 @@ class EmuMachine {
   platform::Machine& machine() { return machine_; }
   cpu::Cpu& cpu(int v) { return *vcpus_[v].cpu; }
   uint64_t now_ns() const { return time_ns_; }
+  uint64_t retired() const { return retired_; }  // every vCPU, every finished boot
   // Every access the CPU hands out is a VM exit: the vCPU leaves guest mode before the platform
   // handles it (as KVM_RUN returns before the KVM backend does), and re-enters at its next entry.
-  void LeaveGuest(int v, trace::ExitReason why) { Exit(v, why); }
+  // The vPMU first counts the instructions before it (an access to a counter sees them; the
+  // access itself counts after it, as KVM counts an emulated instruction once it is done).
+  void LeaveGuest(int v, trace::ExitReason why) {
+    SyncPmu(v);
+    Exit(v, why);
+  }
+  // The vPMU counts every instruction the CPU retired, not only those that exit. Each access ends
+  // the run, so a PMI raised here is delivered at the vCPU's next entry.
+  void SyncPmu(int v) {
+    Vcpu& vc = vcpus_[v];
+    const uint64_t now = vc.cpu->retired();
+    if (now == vc.pmu_synced) return;
+    const uint64_t n = now - vc.pmu_synced;
+    vc.pmu_synced = now;
+    (void)chip_.instructions_retired(v, n, vc.cpu->cpl());
+  }
 
  private:
   void Kick(int v) {
@@ -230,6 +247,7 @@ class EmuMachine {
   uint64_t mean_quantum_ = 0;
   unsigned desched_per_256_ = 0;
   uint64_t time_ns_ = 0;  // the scheduler's time: the earliest clock of a running vCPU
+  uint64_t retired_ = 0;
   int running_ = -1;
   StopKind stop_ = StopKind::kNone;
   int exit_code_ = 0;
@@ -242,7 +260,6 @@ uint32_t VcpuHost::pio_in(uint16_t port, unsigned size) {
   uint8_t buf[4] = {};
   m_.machine().PioIn(v_, port, buf, size);
   ++m_.counters().exits[KVM_EXIT_IO];
-  m_.chip().instruction_emulated(v_);
   uint32_t v = 0;
   std::memcpy(&v, buf, size > 4 ? 4 : size);
   return v;
@@ -254,14 +271,12 @@ void VcpuHost::pio_out(uint16_t port, unsigned size, uint32_t value) {
   std::memcpy(buf, &value, 4);
   m_.OnStopRequest(m_.machine().PioOut(v_, port, buf, size));
   ++m_.counters().exits[KVM_EXIT_IO];
-  m_.chip().instruction_emulated(v_);
 }
 
 void VcpuHost::mmio_read(uint64_t gpa, void* data, unsigned len) {
   m_.LeaveGuest(v_, trace::ExitReason::kMmio);
   m_.machine().MmioRead(v_, gpa, static_cast<uint8_t*>(data), len);
   ++m_.counters().exits[KVM_EXIT_MMIO];
-  m_.chip().instruction_emulated(v_);
 }
 
 void VcpuHost::mmio_write(uint64_t gpa, const void* data, unsigned len) {
@@ -270,7 +285,6 @@ void VcpuHost::mmio_write(uint64_t gpa, const void* data, unsigned len) {
   std::memcpy(buf, data, len > 8 ? 8 : len);
   m_.machine().MmioWrite(v_, gpa, buf, len);
   ++m_.counters().exits[KVM_EXIT_MMIO];
-  m_.chip().instruction_emulated(v_);
 }
 
 cpu::MsrResult VcpuHost::rdmsr(uint32_t msr, uint64_t* value) {
@@ -278,7 +292,6 @@ cpu::MsrResult VcpuHost::rdmsr(uint32_t msr, uint64_t* value) {
   ++m_.counters().msr_exits_inval;
   ++m_.counters().exits[KVM_EXIT_X86_RDMSR];
   const bool ok = m_.machine().Rdmsr(v_, msr, value, platform::MsrMiss::kGp);
-  m_.chip().instruction_emulated(v_);
   return ok ? cpu::MsrResult::kOk : cpu::MsrResult::kGp;
 }
 
@@ -287,7 +300,6 @@ cpu::MsrResult VcpuHost::wrmsr(uint32_t msr, uint64_t value) {
   ++m_.counters().msr_exits_inval;
   ++m_.counters().exits[KVM_EXIT_X86_WRMSR];
   const bool ok = m_.machine().Wrmsr(v_, msr, value, platform::MsrMiss::kGp);
-  m_.chip().instruction_emulated(v_);
   return ok ? cpu::MsrResult::kOk : cpu::MsrResult::kGp;
 }
 
@@ -380,9 +392,12 @@ void EmuMachine::RunQuantum(int v) {
     const uint64_t left = d > vc.clock_ns ? (d - vc.clock_ns + step - 1) / step : 1;
     budget = std::min(budget, std::max<uint64_t>(left, 1));
   }
+  // ... nor the instruction at which a vPMU instruction counter overflows (its PMI follows it).
+  budget = std::min(budget, chip_.instructions_to_pmi(v, c.cpl()));
   vc.kicked = false;
   clock_.follow(&c, vc.clock_ns);
   const cpu::RunResult r = c.run(budget);
+  SyncPmu(v);
   vc.clock_ns += r.retired << emu_.icount_shift;
   clock_.set(vc.clock_ns);
   running_ = -1;
@@ -398,7 +413,6 @@ void EmuMachine::RunQuantum(int v) {
     case cpu::StopReason::kHlt: {
       ++counters_.exits[KVM_EXIT_HLT];
       vc.hlt_shadow = c.take_halted_in_shadow();
-      chip_.instruction_emulated(v);
       if (inj.request_window && IfSet(v)) {
         // `sti; hlt` halts before the window opens: KVM takes it as the window exit.
         chip_.interrupt_window_exit(v);
@@ -497,6 +511,7 @@ StopKind EmuMachine::Boot(const platform::BootImage& boot,
     vc.host = std::make_unique<VcpuHost>(*this, v);
     vc.host->cpuid_entries =
         platform::ApicvCpuid(EmuBaseCpuid(vendor, features), static_cast<uint32_t>(v), pmu);
+    platform::PatchCpuidForCpuModel(vc.host->cpuid_entries, opt_.vm_config);
     vc.cpu = std::make_unique<cpu::Cpu>(ram_, *vc.host, features);
     vc.clock_ns = time_ns_;
     if (v == 0) {
@@ -566,7 +581,10 @@ StopKind EmuMachine::Boot(const platform::BootImage& boot,
     SetTask(v);  // each kvm_exit line on its own vCPU's thread
     Exit(v);
   }
-  for (const Vcpu& vc : vcpus_) time_ns_ = std::max(time_ns_, vc.clock_ns);
+  for (const Vcpu& vc : vcpus_) {
+    time_ns_ = std::max(time_ns_, vc.clock_ns);
+    retired_ += vc.cpu->retired();
+  }
   return stop_;
 }
 
@@ -633,6 +651,8 @@ platform::RunResult RunGuest(const platform::RunOptions& opt, const EmuOptions& 
       break;
     }
     res.counters = m.counters();
+    res.guest_instructions = m.retired();
+    res.virtual_ns = m.now_ns();
   }
   if (opt.trace) opt.trace->set_clock(nullptr);
   res.samples = machine.TakeSamples();

@@ -168,6 +168,16 @@ PmuOverflow Pmu::count_events(uint64_t mask, uint64_t n) {
   return out;
 }
 
+uint64_t Pmu::instructions_to_pmi_slow(uint64_t mask) const {
+  uint64_t left = UINT64_MAX;
+  for (uint64_t m = mask; m != 0; m &= m - 1) {
+    // count_events wraps a counter c when n > kPmuCounterMask - c, i.e. at n = 2^48 - c.
+    const uint64_t n = kPmuCounterMask + 1 - counter(static_cast<unsigned>(std::countr_zero(m)));
+    if (n < left) left = n;
+  }
+  return left;
+}
+
 PmuOverflow Pmu::advance_cycles_counting(uint64_t now_ns, uint64_t tsc, uint8_t cpl, bool halted) {
   const bool synced = tsc_synced_;
   const uint64_t prev = last_tsc_;

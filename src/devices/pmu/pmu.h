@@ -118,6 +118,18 @@ class Pmu {
     return count_events(mask, count);
   }
 
+  // Instructions retired at `cpl` until the first enabled "instructions retired" counter with
+  // INT/PMI set wraps (the instruction that makes it wrap included); UINT64_MAX when none. A
+  // backend that executes every guest instruction caps its run with it, so the PMI follows the
+  // overflowing instruction.
+  uint64_t instructions_to_pmi(uint8_t cpl) const {
+    const uint64_t mask = (cpl == 0 ? instr_os_ : instr_usr_) & pmi_enabled_;
+    if (mask == 0) [[likely]] {
+      return UINT64_MAX;
+    }
+    return instructions_to_pmi_slow(mask);
+  }
+
   // Advances the cycle counters to `tsc` (guest TSC at `now_ns`). The interval since the
   // previous call counts as unhalted cycles at privilege level `cpl`, unless `halted` says the
   // vCPU spent it in HLT (then nothing counts). The first call, and a TSC that went backwards
@@ -163,6 +175,7 @@ class Pmu {
 
  private:
   PmuOverflow count_events(uint64_t mask, uint64_t n);
+  uint64_t instructions_to_pmi_slow(uint64_t mask) const;
   PmuOverflow advance_cycles_counting(uint64_t now_ns, uint64_t tsc, uint8_t cpl, bool halted);
   uint64_t* counter_slot(unsigned idx);
   // Recomputes the enabled / per-event / per-CPL / PMI masks after a control change.
