@@ -12,6 +12,10 @@
 // legacy >= 1 write lock per window; counted no IRQWIN write lock or broadcast once PIT_REINJ is
 // set) or a guest that did not pass. Without /dev/kvm it prints why and exits 0.
 //
+// --accel emu runs the same on apicv's software CPU (deterministic, virtual time): ticks/s is then
+// per virtual second, and each run also reports its guest instructions and virtual time, which
+// are the same on every run; only wall time varies.
+//
 // Not supported: more than one vCPU (the pit-extint guest runs on the BSP only).
 #include <algorithm>
 #include <cstdio>
@@ -34,6 +38,8 @@ struct GuestRun {
   double acks_per_wall_s =
       0;  // PIT ack-notifier calls / wall time of the whole run (boot included)
   double inhibit_lines_per_s = 0;
+  uint64_t guest_insns = 0;  // --accel emu: every instruction of the run
+  uint64_t virtual_ns = 0;   // --accel emu: virtual time at the end
   cli::IrqWinCounts counts;
   std::vector<cli::ScenarioCheck> checks;
 };
@@ -72,6 +78,8 @@ GuestRun RunOnce(virt::IrqWindowMode mode, int ticks, int index) {
   r.ticks_per_s = cli::GuestRate(s.serial, "ticks");
   r.acks_per_wall_s = static_cast<double>(s.stats.pit_acks) / wall;
   r.inhibit_lines_per_s = static_cast<double>(s.inhibits.lines) / wall;  // all, not only kept
+  r.guest_insns = s.result.guest_instructions;
+  r.virtual_ns = s.result.virtual_ns;
   r.counts = cli::CountIrqWin(s);
   r.checks.push_back({"guest passed (pit-extint, ticks=" + std::to_string(ticks) + ")", s.passed});
   for (auto& c : cli::IrqWinStructureChecks(s, r.counts)) r.checks.push_back(std::move(c));
@@ -172,13 +180,14 @@ void WriteJson(const std::string& path, int ticks, int repeat, const std::vector
                  "%.1f, \"write_locks\": %llu, \"irqwin_write_locks\": %llu, \"broadcasts\": "
                  "%llu, \"irqwin_broadcasts_after_pit_reinj\": %llu, "
                  "\"irqwin_updates_after_pit_reinj\": %llu, \"windows\": %llu, "
-                 "\"window_exits\": %llu}%s\n",
+                 "\"window_exits\": %llu, \"guest_instructions\": %llu, \"virtual_ns\": %llu}%s\n",
                  r.index, r.strategy.c_str(), r.passed ? "true" : "false", r.wall_s, r.ticks_per_s,
                  r.acks_per_wall_s, r.inhibit_lines_per_s, (unsigned long long)c.write_locks,
                  (unsigned long long)c.irqwin_write_locks, (unsigned long long)c.broadcasts,
                  (unsigned long long)c.irqwin_broadcasts_after_pit_reinj,
                  (unsigned long long)c.irqwin_updates_after_pit_reinj,
                  (unsigned long long)c.windows, (unsigned long long)c.window_exits,
+                 (unsigned long long)r.guest_insns, (unsigned long long)r.virtual_ns,
                  i + 1 < runs.size() ? "," : "");
   }
   std::fprintf(f, "  ],\n  \"median\": [\n");
@@ -223,6 +232,7 @@ struct Options {
   std::string json;
   std::string repeat = "3";
   std::string ticks = "1000";
+  std::string accel = "kvm";
   std::vector<std::string> extras;
 };
 
@@ -233,6 +243,9 @@ int Run(const Options& o) {
   const int repeat = static_cast<int>(cli::ParseIntOption("--repeat", o.repeat, 1, 50));
   const int ticks = static_cast<int>(cli::ParseIntOption("--ticks", o.ticks, 20, 100000));
   if (!o.json.empty()) cli::CheckWritable("--json", o.json);
+  const cli::Accel accel = cli::ParseAccel("--accel", o.accel);
+  cli::SetScenarioAccel(accel);
+  std::printf("accelerator: %s\n", cli::AccelName(accel));
 
   std::vector<GuestRun> runs;
   std::printf("%-3s %-8s %6s %9s %10s %11s %7s %9s %7s %8s %s\n", "#", "strategy", "wall_s",
@@ -250,6 +263,10 @@ int Run(const Options& o) {
                     (unsigned long long)r.counts.irqwin_write_locks,
                     (unsigned long long)r.counts.broadcasts, (unsigned long long)r.counts.windows,
                     all ? "PASS" : "FAIL");
+        if (accel == cli::Accel::kEmu) {
+          std::printf("    %llu guest insns, %.6f s virtual\n", (unsigned long long)r.guest_insns,
+                      static_cast<double>(r.virtual_ns) / 1e9);
+        }
         std::fflush(stdout);
         runs.push_back(std::move(r));
       }
@@ -303,6 +320,8 @@ cli::CommandRegistration reg("bench", [](CLI::App& bench) {
   cmd->add_option("--json", opts->json, "Write the results as JSON to FILE");
   cmd->add_option("--repeat", opts->repeat, "Runs per strategy, 1..50 (default 3)");
   cmd->add_option("--ticks", opts->ticks, "PIT ticks per guest run, 20..100000 (default 1000)");
+  cmd->add_option("--accel", opts->accel,
+                  "kvm (default) | emu (apicv's software CPU: deterministic, virtual time)");
   cmd->allow_extras();
   cmd->callback([opts, cmd] {
     opts->extras = cmd->remaining();

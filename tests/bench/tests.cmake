@@ -29,3 +29,12 @@ apicv_add_checked_test(NAME bench_route RUN_SERIAL
          "^route: evaluated targets met \\(2 passed, 0 failed, 2 reported, 0 not evaluated\\)$"
   REJECT "FAIL|NOT EVALUATED"
   COMMAND $<TARGET_FILE:apicv> bench route --min-time 0.002 --no-timing-targets)
+
+# `apicv bench ipi --accel emu`: the IPI round trip and the timer lateness in virtual time and guest
+# instructions are the same on two runs (only the wall time may differ).
+add_test(NAME bench_ipi_emu_deterministic
+         COMMAND ${CMAKE_COMMAND}
+                 "-DCMD=$<TARGET_FILE:apicv>|bench|ipi|--accel|emu|--n|200"
+                 "-DLINES=(median [0-9.]+ us virtual = [0-9]+ guest insns, p99 [0-9.]+ us = [0-9]+ insns|run: [0-9]+ guest insns)"
+                 -DMIN=4 -P ${CMAKE_CURRENT_LIST_DIR}/same_twice.cmake)
+set_tests_properties(bench_ipi_emu_deterministic PROPERTIES RUN_SERIAL TRUE TIMEOUT 600)
