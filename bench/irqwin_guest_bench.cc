@@ -232,7 +232,7 @@ struct Options {
   std::string json;
   std::string repeat = "3";
   std::string ticks = "1000";
-  std::string accel = "kvm";
+  std::string accel;  // empty: kvm when /dev/kvm opens, else emu
   std::vector<std::string> extras;
 };
 
@@ -243,7 +243,8 @@ int Run(const Options& o) {
   const int repeat = static_cast<int>(cli::ParseIntOption("--repeat", o.repeat, 1, 50));
   const int ticks = static_cast<int>(cli::ParseIntOption("--ticks", o.ticks, 20, 100000));
   if (!o.json.empty()) cli::CheckWritable("--json", o.json);
-  const cli::Accel accel = cli::ParseAccel("--accel", o.accel);
+  const cli::Accel accel =
+      o.accel.empty() ? cli::DefaultAccel() : cli::ParseAccel("--accel", o.accel);
   cli::SetScenarioAccel(accel);
   std::printf("accelerator: %s\n", cli::AccelName(accel));
 
@@ -320,8 +321,10 @@ cli::CommandRegistration reg("bench", [](CLI::App& bench) {
   cmd->add_option("--json", opts->json, "Write the results as JSON to FILE");
   cmd->add_option("--repeat", opts->repeat, "Runs per strategy, 1..50 (default 3)");
   cmd->add_option("--ticks", opts->ticks, "PIT ticks per guest run, 20..100000 (default 1000)");
-  cmd->add_option("--accel", opts->accel,
-                  "kvm (default) | emu (apicv's software CPU: deterministic, virtual time)");
+  cmd->add_option(
+      "--accel", opts->accel,
+      "kvm | emu (apicv's software CPU: deterministic, virtual time); default: kvm when "
+      "/dev/kvm opens, else emu");
   cmd->allow_extras();
   cmd->callback([opts, cmd] {
     opts->extras = cmd->remaining();

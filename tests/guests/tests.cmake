@@ -116,10 +116,16 @@ apicv_add_checked_test(NAME bench_pmi RUN_SERIAL
 # interleaved. Exit 1 only on a structural check (legacy >= 1 write lock per window; counted no
 # IRQWIN write lock or broadcast once PIT_REINJ is set) or a failed guest; the loss of guest
 # progress is reported, not asserted. Without /dev/kvm it exits 77 (skipped).
-apicv_add_checked_test(NAME bench_irqwin_guest RUN_SERIAL
-  EXPECT "^irqwin-guest: structural checks hold in every run$"
-  REJECT "FAIL"
-  COMMAND $<TARGET_FILE:apicv> bench irqwin-guest --repeat 1 --ticks 100)
+foreach(accel kvm emu)
+  set(n bench_irqwin_guest)
+  if(accel STREQUAL "emu")
+    set(n bench_irqwin_guest_emu)
+  endif()
+  apicv_add_checked_test(NAME ${n} RUN_SERIAL
+    EXPECT "^accelerator: ${accel}$" "^irqwin-guest: structural checks hold in every run$"
+    REJECT "FAIL"
+    COMMAND $<TARGET_FILE:apicv> bench irqwin-guest --accel ${accel} --repeat 1 --ticks 100)
+endforeach()
 
 # `apicv trace diff` of the seed-000 host excerpt (tests/data) against a real run of the seed-000
 # configuration (pit-extint, svm, AVIC on, kernel-irqchip=on, lost_tick_policy=delay; the setup of
