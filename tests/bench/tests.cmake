@@ -38,3 +38,11 @@ add_test(NAME bench_ipi_emu_deterministic
                  "-DLINES=(median +[0-9.]+ us virtual = [0-9]+ guest insns, p99 +[0-9.]+ us = [0-9]+ insns|run: [0-9]+ guest insns)"
                  -DMIN=4 -P ${CMAKE_CURRENT_LIST_DIR}/same_twice.cmake)
 set_tests_properties(bench_ipi_emu_deterministic PROPERTIES RUN_SERIAL TRUE TIMEOUT 600)
+
+# `apicv bench ipi --accel emu --report DIR` (issue 14 item 4): histograms of every IPI round trip
+# and timer lateness; one bar with fixed quanta, a preemption tail with --sched-seed 2.
+apicv_add_checked_test(NAME bench_ipi_emu_report RUN_SERIAL TIMEOUT 600
+  EXPECT "^seed 0 ipi_round_trip bars: 1$" "^seed 2 ipi_round_trip bars: ([2-9]|[1-9][0-9]+)$"
+         "^PASS$"
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/ipi_report.sh $<TARGET_FILE:apicv>
+          ${CMAKE_CURRENT_BINARY_DIR}/bench_ipi_emu_report)

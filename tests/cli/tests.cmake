@@ -90,6 +90,12 @@ apicv_usage_error_test(run_kernel_elf_without_multiboot
                        "-kernel '.*main.cc.o': ELF kernel without a multiboot v1 header is unsupported")
 apicv_usage_error_test(run_initrd_dev_zero "run|--guest|apic|-initrd|/dev/zero"
                        "-initrd: '/dev/zero' is a character device")
+# apicv bench ipi
+apicv_usage_error_test(bench_ipi_sched_seed_kvm "bench|ipi|--accel|kvm|--sched-seed|2"
+                       "bench ipi: --sched-seed needs --accel emu")
+apicv_usage_error_test(bench_ipi_report_no_dir
+                       "bench|ipi|--accel|emu|--report|${CMAKE_CURRENT_BINARY_DIR}/no-such-dir/r"
+                       "--report: ")
 # apicv bench irqwin-guest
 apicv_usage_error_test(bench_irqwin_repeat_zero "bench|irqwin-guest|--repeat|0"
                        "--repeat: expected an integer in 1\\.\\.50")
