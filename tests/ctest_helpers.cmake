@@ -52,7 +52,8 @@ endfunction()
 # interrupt timing inside the guest, and a parallel test must not starve their vCPU threads on a
 # 2-core machine.
 # ACCEL names the accelerator, passed as `-accel ${ACCEL}`: kvm (/dev/kvm; exits 77 where it is
-# absent) or emu (apicv's software CPU, deterministic: runs everywhere). Without ACCEL, apicv run
+# absent), emu (apicv's software CPU, deterministic: runs everywhere) or emu,thread=multi (the
+# software CPU with a host thread per vCPU, real time). Without ACCEL, apicv run
 # picks kvm when /dev/kvm opens, else emu; tests should name theirs.
 function(apicv_add_guest_test)
   cmake_parse_arguments(G "" "NAME;GUEST;IRQCHIP;ACCEL" "EXPECT;ARGS" ${ARGN})
@@ -65,8 +66,9 @@ function(apicv_add_guest_test)
     list(APPEND run --irqchip ${G_IRQCHIP})
   endif()
   if(G_ACCEL)
-    if(NOT G_ACCEL MATCHES "^(kvm|emu)$")
-      message(FATAL_ERROR "apicv_add_guest_test(${G_NAME}): ACCEL must be kvm or emu")
+    if(NOT G_ACCEL MATCHES "^(kvm|emu|emu,thread=multi)$")
+      message(FATAL_ERROR
+              "apicv_add_guest_test(${G_NAME}): ACCEL must be kvm, emu or emu,thread=multi")
     endif()
     list(APPEND run -accel ${G_ACCEL})
   endif()

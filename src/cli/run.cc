@@ -48,8 +48,8 @@ constexpr const char* kRunHelp = R"(apicv run [options]
                           default max; -cpu help lists models and features)
   -m SIZE                 guest RAM, e.g. 64M, 1G (default 64M; no suffix = MiB)
   -serial stdio|file:PATH|none   UART 0x3F8 output (default stdio)
-  -accel kvm|emu[,thread=single]  execution: /dev/kvm, or apicv's software CPU (default: kvm
-                          when /dev/kvm opens, else emu; -accel help lists them)
+  -accel kvm|emu[,thread=single|multi]  execution: /dev/kvm, or apicv's software CPU (default:
+                          kvm when /dev/kvm opens, else emu; -accel help lists them)
   -icount shift=N         emu: each instruction is 2^N ns of virtual time (default 3)
   --sched-seed S          emu: seeded quanta, tie breaks and descheduled periods (default 0:
                           fixed; apicv explore runs many seeds)
@@ -139,7 +139,8 @@ struct Parsed {
   bool have_pit_policy = false, have_avic_kick = false;
   std::string accel;  // "" (automatic), "kvm" or "emu"
   bool accel_help = false;
-  std::vector<std::string> emu_opts;  // options that only make sense with -accel emu
+  std::vector<std::string> emu_opts;           // options that only make sense with -accel emu
+  std::vector<std::string> virtual_time_opts;  // emu options thread=multi (real time) refuses
   emu::EmuOptions emu;
   platform::CpuModel cpu;
   bool cpu_help = false;
@@ -159,8 +160,9 @@ void CheckForAccel(const Parsed& p, const std::string& accel) {
 
 constexpr const char* kAccelHelp = R"(Accelerators:
   kvm   /dev/kvm with KVM's irqchip off (apicv serves every interrupt); --irqchip kvm: KVM's own
-  emu   apicv's software x86-64 CPU, deterministic in virtual time (docs/emu.md);
-        options: thread=single (the default; thread=multi is not implemented yet))";
+  emu   apicv's software x86-64 CPU (docs/emu.md); options:
+          thread=single  the default: every vCPU on one thread, deterministic in virtual time
+          thread=multi   a host thread per vCPU as under KVM, real time, nondeterministic)";
 
 // The -accel value: NAME[,thread=single|multi].
 void ParseAccel(Parsed& p, const std::string& v) {
@@ -177,11 +179,11 @@ void ParseAccel(Parsed& p, const std::string& v) {
   if (comma == std::string::npos) return;
   const std::string rest = v.substr(comma + 1);
   if (name != "emu") throw UsageError("-accel kvm takes no options, got '" + rest + "'");
-  if (rest == "thread=single") return;
-  if (rest == "thread=multi") {
-    throw UsageError("-accel emu,thread=multi: the parallel mode is not implemented yet");
+  if (rest == "thread=single" || rest == "thread=multi") {
+    p.emu.multi = rest == "thread=multi";
+    return;
   }
-  throw UsageError("-accel emu: unknown option '" + rest + "' (thread=single)");
+  throw UsageError("-accel emu: unknown option '" + rest + "' (thread=single|multi)");
 }
 
 Parsed Parse(const std::vector<std::string>& args) {
@@ -270,13 +272,16 @@ Parsed Parse(const std::vector<std::string>& args) {
       }
       p.emu.icount_shift = static_cast<unsigned>(ParseIntOption("-icount shift", shift, 0, 10));
       p.emu_opts.push_back("-icount");
+      p.virtual_time_opts.push_back("-icount");
     } else if (a == "-sched-seed") {
       p.emu.sched_seed =
           static_cast<uint64_t>(ParseIntOption("--sched-seed", next(), 0, INT64_MAX));
       p.emu_opts.push_back("--sched-seed");
+      p.virtual_time_opts.push_back("--sched-seed");
     } else if (a == "-quantum") {
       p.emu.quantum = static_cast<uint64_t>(ParseIntOption("--quantum", next(), 1, 100000000));
       p.emu_opts.push_back("--quantum");
+      p.virtual_time_opts.push_back("--quantum");
     } else if (a == "-stats") {
       p.stats = true;
     } else if (a == "-vendor") {
@@ -369,6 +374,11 @@ Parsed Parse(const std::vector<std::string>& args) {
     throw UsageError("--irqchip kvm (KVM's in-kernel irqchip, the oracle) needs -accel kvm");
   }
   if (!p.accel.empty()) CheckForAccel(p, p.accel);
+  if (p.emu.multi && !p.virtual_time_opts.empty()) {
+    throw UsageError(p.virtual_time_opts.front() +
+                     " configures virtual time and is invalid with -accel emu,thread=multi "
+                     "(real time)");
+  }
   if (p.guest.empty() == p.kernel_path.empty()) {
     throw UsageError("run: give exactly one of -kernel FILE and --guest NAME");
   }

@@ -247,8 +247,12 @@ struct Core {
         }
         break;
     }
+    // Misaligned: byte by byte (still single host accesses, so another thread's racing store is
+    // a guest race, not a host data race; x86 does not make these atomic either).
     uint64_t v = 0;
-    std::memcpy(&v, p, size);
+    for (unsigned k = 0; k < size; ++k) {
+      v |= static_cast<uint64_t>(__atomic_load_n(p + k, __ATOMIC_RELAXED)) << (8 * k);
+    }
     return v;
   }
   APICV_CPU_INLINE static void store_host(uint8_t* p, unsigned size, uint64_t v) {
@@ -277,7 +281,9 @@ struct Core {
         }
         break;
     }
-    std::memcpy(p, &v, size);
+    for (unsigned k = 0; k < size; ++k) {
+      __atomic_store_n(p + k, static_cast<uint8_t>(v >> (8 * k)), __ATOMIC_RELAXED);
+    }
   }
 
   // Segment-relative accesses at the current privilege.
@@ -298,7 +304,11 @@ struct Core {
   // applied atomically on the host (compare-and-swap loop). Returns the old value.
   template <typename F>
   uint64_t locked_rmw(uint8_t seg, uint64_t off, unsigned size, F op);
-  uint8_t* writable_host(uint64_t lin, unsigned size);  // null: MMIO or page-crossing
+  // Host pointer for a locked access within one RAM page (null: MMIO or page-crossing), and
+  // its page; after the store, locked_store_done(pfn) invalidates translations of that page
+  // (store first, then invalidate, as write_lin does).
+  uint8_t* writable_host(uint64_t lin, unsigned size, uint64_t* pfn);
+  void locked_store_done(uint64_t pfn);
 
   // Operand helpers.
   APICV_CPU_INLINE uint64_t rm_read(const Insn& i, unsigned size) {
@@ -375,7 +385,8 @@ struct Core {
 template <typename F>
 uint64_t Core::locked_rmw(uint8_t seg, uint64_t off, unsigned size, F op) {
   const uint64_t lin = linear(seg, off, size, true);
-  uint8_t* p = writable_host(lin, size);
+  uint64_t pfn = 0;
+  uint8_t* p = writable_host(lin, size, &pfn);
   if (p == nullptr || (reinterpret_cast<uintptr_t>(p) & (size - 1)) != 0) {
     // Split (or MMIO) locked access: serialise all such accesses on one lock.
     std::lock_guard<std::mutex> g(ram.split_lock());
@@ -390,6 +401,7 @@ uint64_t Core::locked_rmw(uint8_t seg, uint64_t off, unsigned size, F op) {
       while (!__atomic_compare_exchange_n(q, &old, static_cast<uint8_t>(op(old)), true,
                                           __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
       }
+      locked_store_done(pfn);
       return old;
     }
     case 2: {
@@ -398,6 +410,7 @@ uint64_t Core::locked_rmw(uint8_t seg, uint64_t off, unsigned size, F op) {
       while (!__atomic_compare_exchange_n(q, &old, static_cast<uint16_t>(op(old)), true,
                                           __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
       }
+      locked_store_done(pfn);
       return old;
     }
     case 4: {
@@ -406,6 +419,7 @@ uint64_t Core::locked_rmw(uint8_t seg, uint64_t off, unsigned size, F op) {
       while (!__atomic_compare_exchange_n(q, &old, static_cast<uint32_t>(op(old)), true,
                                           __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
       }
+      locked_store_done(pfn);
       return old;
     }
     default: {
@@ -414,6 +428,7 @@ uint64_t Core::locked_rmw(uint8_t seg, uint64_t off, unsigned size, F op) {
       while (!__atomic_compare_exchange_n(q, &old, op(old), true, __ATOMIC_SEQ_CST,
                                           __ATOMIC_RELAXED)) {
       }
+      locked_store_done(pfn);
       return old;
     }
   }

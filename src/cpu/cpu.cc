@@ -320,8 +320,10 @@ RunResult run_core(Core& c, uint64_t budget) {
   }
   StopReason reason = StopReason::kBudget;
   while (c.retired < limit) {
-    if (c.exit_request.load(std::memory_order_relaxed)) {
-      c.exit_request.store(false, std::memory_order_relaxed);
+    // Acquire pairs with request_exit()'s release: the kicker's writes (a posted event) are
+    // visible to the checks the host makes after this run.
+    if (c.exit_request.load(std::memory_order_relaxed) &&
+        c.exit_request.exchange(false, std::memory_order_acquire)) {
       reason = StopReason::kExit;
       break;
     }
@@ -475,7 +477,7 @@ void Cpu::set_interrupt_window_request(bool on) {
   core_->window_request = on;
 }
 void Cpu::request_exit() {
-  core_->exit_request.store(true, std::memory_order_relaxed);
+  core_->exit_request.store(true, std::memory_order_release);
 }
 uint64_t Cpu::retired() const {
   return core_->retired;

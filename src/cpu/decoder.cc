@@ -708,6 +708,15 @@ void decode_block(Core& c, uint64_t lin, uint64_t pa, Block& b) {
         b.pfn1 = next_pa >> 12;
         c.ram.mark_code_page(b.pfn1);
         b.gen1 = c.ram.generation(b.pfn1);
+        // The tail bytes were read before the page was marked: a store by another CPU in
+        // between bumped no generation. Read them again; if they moved, this block runs once as
+        // decoded (either order of the race is valid) and is decoded again next time.
+        for (unsigned k = avail; k < z.length; ++k) {
+          if (static_cast<uint8_t>(c.read_phys(next_pa + (k - avail), 1)) != buf[k]) {
+            --b.gen1;
+            break;
+          }
+        }
       }
     }
     b.insns.push_back(in);

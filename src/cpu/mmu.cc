@@ -231,20 +231,21 @@ void Core::write_lin_slow(uint64_t lin, unsigned size, uint64_t v, bool user) {
   write_phys(pa1, size - first, v >> (8 * first));
 }
 
-uint8_t* Core::writable_host(uint64_t lin, unsigned size) {
+uint8_t* Core::writable_host(uint64_t lin, unsigned size, uint64_t* pfn) {
   if ((lin & 0xFFF) + size > 0x1000) return nullptr;
   const uint64_t tag = ((lin >> 12) << 1) | (user_access() ? 1 : 0);
   TlbEntry& e = wtlb[(lin >> 12) & (kTlbSize - 1)];
   uint8_t* p = e.tag == tag ? reinterpret_cast<uint8_t*>(lin + e.addend)
                             : fill_tlb(wtlb, lin, kWrite, user_access());
-  if (p != nullptr) {
-    const uint64_t pfn = wtlb[(lin >> 12) & (kTlbSize - 1)].pfn;
-    if (ram.is_code_page(pfn)) {
-      ram.code_written(pfn);
-      end_block = true;
-    }
-  }
+  if (p != nullptr) *pfn = wtlb[(lin >> 12) & (kTlbSize - 1)].pfn;
   return p;
+}
+
+void Core::locked_store_done(uint64_t pfn) {
+  if (ram.is_code_page(pfn)) {
+    ram.code_written(pfn);
+    end_block = true;
+  }
 }
 
 void Core::push(uint64_t v, unsigned size) {

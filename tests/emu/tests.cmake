@@ -19,14 +19,17 @@ apicv_add_checked_test(NAME emu_lost_wakeup_detected TIMEOUT 120
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tests/emu/lost_wakeup.sh $<TARGET_FILE:apicv>
           ${APICV_EMU_OUT})
 
-# Option errors: --irqchip kvm needs -accel kvm; thread=multi is refused with a message;
-# -accel help lists both accelerators.
+# Option errors: --irqchip kvm needs -accel kvm; thread=multi (real time) refuses the virtual-time
+# options; -accel help lists both accelerators and both emu modes.
 apicv_add_checked_test(NAME emu_rejects_kvm_irqchip RC 2
   EXPECT "needs -accel kvm"
   COMMAND $<TARGET_FILE:apicv> run -accel emu --irqchip kvm --guest apic)
-apicv_add_checked_test(NAME emu_thread_multi_not_implemented RC 2
-  EXPECT "thread=multi: the parallel mode is not implemented yet"
-  COMMAND $<TARGET_FILE:apicv> run -accel emu,thread=multi --guest apic)
+apicv_add_checked_test(NAME emu_multi_rejects_sched_seed RC 2
+  EXPECT "^apicv: --sched-seed configures virtual time and is invalid with -accel emu,thread=multi"
+  COMMAND $<TARGET_FILE:apicv> run -accel emu,thread=multi --sched-seed 3 --guest apic)
+apicv_add_checked_test(NAME emu_rejects_unknown_thread_mode RC 2
+  EXPECT "unknown option 'thread=mttcg'"
+  COMMAND $<TARGET_FILE:apicv> run -accel emu,thread=mttcg --guest apic)
 apicv_add_checked_test(NAME emu_accel_help
-  EXPECT "^  kvm " "^  emu "
+  EXPECT "^  kvm " "^  emu " "^ +thread=multi "
   COMMAND $<TARGET_FILE:apicv> run -accel help)

@@ -23,6 +23,8 @@ function(apicv_guest_pmu_test name mode count)
                        ARGS --pmi-delivery ${mode})
   apicv_add_guest_test(NAME ${name}_emu GUEST pmu ACCEL emu
                        EXPECT "^PMIs per overflow: ${count}$" ARGS --pmi-delivery ${mode})
+  apicv_add_guest_test(NAME ${name}_emu_multi GUEST pmu ACCEL emu,thread=multi
+                       EXPECT "^PMIs per overflow: ${count}$" ARGS --pmi-delivery ${mode})
 endfunction()
 
 apicv_guest_pmu_test(guest_pmu_legacy legacy 2)
@@ -30,11 +32,13 @@ apicv_guest_pmu_test(guest_pmu_current current 1)
 
 # The same guests under apicv's own irqchip (the default), which serves every APIC access, IPI,
 # EOI and interrupt window. -append strict makes in-service checks fatal (docs/guests.md).
-# Each runs twice: on /dev/kvm (NAME, skipped where it is absent) and on apicv's software CPU
-# (NAME_emu, deterministic in virtual time, runs on every machine).
+# Each runs three times: on /dev/kvm (NAME, skipped where it is absent) and on apicv's software
+# CPU, deterministic in virtual time (NAME_emu) and with a host thread per vCPU in real time
+# (NAME_emu_multi, -accel emu,thread=multi); both emu runs work on every machine.
 function(apicv_guest_test_apicv name guest)
   apicv_add_guest_test(NAME ${name} GUEST ${guest} ACCEL kvm ARGS ${ARGN})
   apicv_add_guest_test(NAME ${name}_emu GUEST ${guest} ACCEL emu ARGS ${ARGN})
+  apicv_add_guest_test(NAME ${name}_emu_multi GUEST ${guest} ACCEL emu,thread=multi ARGS ${ARGN})
 endfunction()
 
 # pit-extint under apicv's PIT: the "no more ticks than generated" bound was evaluated (against the

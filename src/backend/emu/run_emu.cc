@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/emu/emu_cpuid.h"
+#include "backend/emu/emu_vcpu.h"
 #include "backend/emu/virtual_clock.h"
 #include "cpu/cpu.h"
 #include "platform/cpu_state.h"
@@ -29,71 +29,10 @@ namespace {
 using platform::StopKind;
 using platform::StopRequest;
 
-cpu::Segment ToSegment(const platform::SegmentState& s) {
-  cpu::Segment g;
-  g.selector = s.selector;
-  g.base = s.base;
-  g.limit = s.limit;
-  g.ar = (s.type & 0xFu) | (s.s ? 0x10u : 0) | ((s.dpl & 3u) << 5) | (s.present ? 0x80u : 0) |
-         (s.l ? 0x2000u : 0) | (s.db ? 0x4000u : 0) | (s.g ? 0x8000u : 0);
-  return g;
-}
-
-void LoadCpuState(cpu::Cpu& c, const platform::CpuState& p) {
-  cpu::CpuState& s = c.state();
-  s.rip = p.rip;
-  s.rflags = p.rflags | 2;
-  s.gpr[cpu::kRax] = p.rax;
-  s.gpr[cpu::kRbx] = p.rbx;
-  s.gpr[cpu::kRsp] = p.rsp;
-  s.seg[cpu::kCs] = ToSegment(p.cs);
-  s.seg[cpu::kDs] = ToSegment(p.ds);
-  s.seg[cpu::kEs] = ToSegment(p.es);
-  s.seg[cpu::kFs] = ToSegment(p.fs);
-  s.seg[cpu::kGs] = ToSegment(p.gs);
-  s.seg[cpu::kSs] = ToSegment(p.ss);
-  s.ldtr = ToSegment(p.ldtr);
-  s.tr = ToSegment(p.tr);
-  s.gdtr = {p.gdt.base, p.gdt.limit};
-  s.idtr = {p.idt.base, p.idt.limit};
-  s.cr0 = p.cr0;
-  s.cr2 = p.cr2;
-  s.cr3 = p.cr3;
-  s.cr4 = p.cr4;
-  s.efer = p.efer;
-  c.state_changed();
-}
-
 enum class VcpuRun : uint8_t { kRunning, kHalted, kWaitForSipi };
 
-class EmuMachine;
-
-// The CPU's window on the platform for one vCPU: every access that is a VM exit under KVM goes
-// through platform::Machine (and so the IrqChip first) and counts as an emulated instruction.
-class VcpuHost final : public cpu::CpuHost {
- public:
-  VcpuHost(EmuMachine& m, int v) : m_(m), v_(v) {}
-  uint32_t pio_in(uint16_t port, unsigned size) override;
-  void pio_out(uint16_t port, unsigned size, uint32_t value) override;
-  void mmio_read(uint64_t gpa, void* data, unsigned len) override;
-  void mmio_write(uint64_t gpa, const void* data, unsigned len) override;
-  cpu::MsrResult rdmsr(uint32_t msr, uint64_t* value) override;
-  cpu::MsrResult wrmsr(uint32_t msr, uint64_t value) override;
-  uint64_t read_cr8() override;
-  void write_cr8(uint64_t value) override;
-  cpu::CpuidLeaf cpuid(uint32_t leaf, uint32_t subleaf) override;
-  uint64_t rdtsc() override;
-  uint64_t tsc_aux() override { return 0; }
-
-  std::vector<platform::CpuidEntry> cpuid_entries;
-
- private:
-  EmuMachine& m_;
-  const int v_;
-};
-
 struct Vcpu {
-  std::unique_ptr<VcpuHost> host;
+  std::unique_ptr<VcpuHost> host;  // its exits (emu_vcpu.h)
   std::unique_ptr<cpu::Cpu> cpu;
   uint64_t clock_ns = 0;
   VcpuRun run = VcpuRun::kRunning;
@@ -113,7 +52,7 @@ uint64_t NextRandom(uint64_t& s) {
   return z ^ (z >> 31);
 }
 
-class EmuMachine {
+class EmuMachine final : public ExitContext {
  public:
   EmuMachine(const platform::RunOptions& opt, const EmuOptions& emu, platform::GuestMemory& mem,
              VirtualClock& clock, virt::IrqChip& chip, platform::Machine& machine)
@@ -147,16 +86,13 @@ class EmuMachine {
     error_ = msg;
     if (running_ >= 0) vcpus_[running_].cpu->request_exit();
   }
-  void OnStopRequest(const StopRequest& r) {
+  void stop(const StopRequest& r) override {
     if (!r) return;
     RequestStop(r.kind, r.kind == StopKind::kDebugExit ? r.code : 0, "");
   }
   int exit_code() const { return exit_code_; }
   const std::string& error() const { return error_; }
   platform::RunCounters& counters() { return counters_; }
-  VirtualClock& clock() { return clock_; }
-  virt::IrqChip& chip() { return chip_; }
-  platform::Machine& machine() { return machine_; }
   cpu::Cpu& cpu(int v) { return *vcpus_[v].cpu; }
   uint64_t now_ns() const { return time_ns_; }
   uint64_t retired() const { return retired_; }  // every vCPU, every finished boot
@@ -164,7 +100,7 @@ class EmuMachine {
   // handles it (as KVM_RUN returns before the KVM backend does), and re-enters at its next entry.
   // The vPMU first counts the instructions before it (an access to a counter sees them; the
   // access itself counts after it, as KVM counts an emulated instruction once it is done).
-  void LeaveGuest(int v, trace::ExitReason why) {
+  void leave_guest(int v, trace::ExitReason why) override {
     SyncPmu(v);
     Exit(v, why);
   }
@@ -254,76 +190,6 @@ class EmuMachine {
   std::string error_;
   platform::RunCounters counters_;
 };
-
-uint32_t VcpuHost::pio_in(uint16_t port, unsigned size) {
-  m_.LeaveGuest(v_, trace::ExitReason::kIo);
-  uint8_t buf[4] = {};
-  m_.machine().PioIn(v_, port, buf, size);
-  ++m_.counters().exits[KVM_EXIT_IO];
-  uint32_t v = 0;
-  std::memcpy(&v, buf, size > 4 ? 4 : size);
-  return v;
-}
-
-void VcpuHost::pio_out(uint16_t port, unsigned size, uint32_t value) {
-  m_.LeaveGuest(v_, trace::ExitReason::kIo);
-  uint8_t buf[4];
-  std::memcpy(buf, &value, 4);
-  m_.OnStopRequest(m_.machine().PioOut(v_, port, buf, size));
-  ++m_.counters().exits[KVM_EXIT_IO];
-}
-
-void VcpuHost::mmio_read(uint64_t gpa, void* data, unsigned len) {
-  m_.LeaveGuest(v_, trace::ExitReason::kMmio);
-  m_.machine().MmioRead(v_, gpa, static_cast<uint8_t*>(data), len);
-  ++m_.counters().exits[KVM_EXIT_MMIO];
-}
-
-void VcpuHost::mmio_write(uint64_t gpa, const void* data, unsigned len) {
-  m_.LeaveGuest(v_, trace::ExitReason::kMmio);
-  uint8_t buf[8] = {};
-  std::memcpy(buf, data, len > 8 ? 8 : len);
-  m_.machine().MmioWrite(v_, gpa, buf, len);
-  ++m_.counters().exits[KVM_EXIT_MMIO];
-}
-
-cpu::MsrResult VcpuHost::rdmsr(uint32_t msr, uint64_t* value) {
-  m_.LeaveGuest(v_, trace::ExitReason::kMsrRead);
-  ++m_.counters().msr_exits_inval;
-  ++m_.counters().exits[KVM_EXIT_X86_RDMSR];
-  const bool ok = m_.machine().Rdmsr(v_, msr, value, platform::MsrMiss::kGp);
-  return ok ? cpu::MsrResult::kOk : cpu::MsrResult::kGp;
-}
-
-cpu::MsrResult VcpuHost::wrmsr(uint32_t msr, uint64_t value) {
-  m_.LeaveGuest(v_, trace::ExitReason::kMsrWrite);
-  ++m_.counters().msr_exits_inval;
-  ++m_.counters().exits[KVM_EXIT_X86_WRMSR];
-  const bool ok = m_.machine().Wrmsr(v_, msr, value, platform::MsrMiss::kGp);
-  return ok ? cpu::MsrResult::kOk : cpu::MsrResult::kGp;
-}
-
-uint64_t VcpuHost::read_cr8() {
-  return m_.chip().get_cr8(v_);
-}
-void VcpuHost::write_cr8(uint64_t value) {
-  m_.chip().set_cr8(v_, value);
-}
-
-cpu::CpuidLeaf VcpuHost::cpuid(uint32_t leaf, uint32_t subleaf) {
-  cpu::CpuidLeaf r;
-  if (const platform::CpuidEntry* e = platform::FindCpuid(cpuid_entries, leaf, subleaf)) {
-    r.eax = e->eax;
-    r.ebx = e->ebx;
-    r.ecx = e->ecx;
-    r.edx = e->edx;
-  }
-  return r;
-}
-
-uint64_t VcpuHost::rdtsc() {
-  return m_.clock().tsc();
-}
 
 bool EmuMachine::TryWake(int v) {
   Vcpu& vc = vcpus_[v];
@@ -502,20 +368,14 @@ StopKind EmuMachine::Boot(const platform::BootImage& boot,
   stop_ = StopKind::kNone;
   vcpus_.clear();
   vcpus_.resize(static_cast<size_t>(opt_.smp));
-  const CpuVendor vendor =
-      opt_.vm_config.pmu_vendor == virt::PmuVendor::kAmd ? CpuVendor::kAmd : CpuVendor::kIntel;
-  const cpu::CpuFeatures features;
-  const platform::GuestPmu pmu = platform::GuestPmuFor(true, opt_.vm_config);
   for (int v = 0; v < opt_.smp; ++v) {
     Vcpu& vc = vcpus_[v];
-    vc.host = std::make_unique<VcpuHost>(*this, v);
-    vc.host->cpuid_entries =
-        platform::ApicvCpuid(EmuBaseCpuid(vendor, features), static_cast<uint32_t>(v), pmu);
-    platform::PatchCpuidForCpuModel(vc.host->cpuid_entries, opt_.vm_config);
-    vc.cpu = std::make_unique<cpu::Cpu>(ram_, *vc.host, features);
+    EmuVcpu e = CreateVcpu(opt_, ram_, *this, EmuPlatform{machine_, chip_, clock_}, counters_, v);
+    vc.host = std::move(e.host);
+    vc.cpu = std::move(e.cpu);
     vc.clock_ns = time_ns_;
     if (v == 0) {
-      LoadCpuState(*vc.cpu, platform::BootCpuState(boot));
+      LoadBootState(*vc.cpu, platform::BootCpuState(boot));
       vc.run = VcpuRun::kRunning;
     } else {
       vc.cpu->init(true);
@@ -591,17 +451,8 @@ StopKind EmuMachine::Boot(const platform::BootImage& boot,
 }  // namespace
 
 platform::RunResult RunGuest(const platform::RunOptions& opt, const EmuOptions& emu) {
-  if (opt.smp < 1 || opt.smp > platform::kMaxVcpus) {
-    throw std::runtime_error("-smp must be 1.." + std::to_string(platform::kMaxVcpus));
-  }
-  if (opt.irqchip != platform::IrqchipMode::kApicv) {
-    throw std::runtime_error("--irqchip kvm (KVM's in-kernel irqchip) needs -accel kvm");
-  }
-  if (emu.icount_shift > 10) throw std::runtime_error("icount shift must be 0..10");
-  if (emu.quantum == 0) throw std::runtime_error("the scheduling quantum must be at least 1");
-  if (opt.mem_size > platform::GuestMemory::kHoleStart) {
-    throw std::runtime_error("-accel emu supports at most 3 GiB of RAM (no RAM above the hole)");
-  }
+  CheckOptions(opt, emu);
+  if (emu.multi) return RunGuestMulti(opt, emu);
   const auto t0 = std::chrono::steady_clock::now();
   const auto deadline = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                  std::chrono::duration<double>(opt.timeout_s));

@@ -10,8 +10,11 @@
 // output and traces on every run. All vCPUs halted with nothing armed is reported as a hang (a
 // lost wake-up) with the state of every LAPIC, not waited out.
 //
-// Not supported: --irqchip kvm (KVM's in-kernel irqchip needs /dev/kvm), parallel mode
-// (-accel emu,thread=multi: not implemented yet, refused with a message), RAM above the 3 GiB
+// Parallel mode (EmuOptions::multi, -accel emu,thread=multi; run_emu_multi.cc): one host thread
+// per vCPU as under KVM, real time (the host clock and the VM's own HostTimerService thread),
+// kicks ending a vCPU's run, HLT blocking its thread; nondeterministic.
+//
+// Not supported: --irqchip kvm (KVM's in-kernel irqchip needs /dev/kvm), RAM above the 3 GiB
 // PCI hole (-m larger than 3 GiB).
 #pragma once
 
@@ -27,6 +30,7 @@ struct EmuOptions {
   uint64_t sched_seed = 0;       // 0: fixed quanta, lowest-index tie break; else seeded quanta,
                                  // tie breaks and descheduled periods (docs/emu.md)
   uint64_t tsc_khz = 2'000'000;  // guest TSC rate when VmConfig::tsc_khz is 0
+  bool multi = false;            // thread=multi: a host thread per vCPU, real time
 };
 
 // Runs the guest to completion. Throws std::runtime_error for bad options or a kernel that cannot
