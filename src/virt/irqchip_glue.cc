@@ -422,12 +422,26 @@ void IrqchipGlue::ack_notify_isa_irq(unsigned irq) {
 void IrqchipGlue::pit_output(const PitOutput& out) {
   // Counted before the pulses: a guest that took tick k can already read at least k edges.
   if (out.irq0_edges) st_pit_edges_.fetch_add(out.irq0_edges, std::memory_order_release);
-  for (unsigned i = 0; i < out.irq0_pulses; ++i) {
-    // pit_do_work(): kvm_set_irq(GSI 0, 1) then (GSI 0, 0) from the PIT's source.
-    set_irq_line(0, true, kPitIrqSourceId);
-    set_irq_line(0, false, kPitIrqSourceId);
-    // Counted once raised (release): a thread that sees the count also sees the PIC's IRR.
-    st_pit_ticks_.fetch_add(1, std::memory_order_release);
+  if (out.irq0_pulses == 0) return;
+  // One pulser at a time, as KVM's single kvm-pit worker runs pit_do_work: two threads pulsing GSI
+  // 0 at once (a timer tick and an ack's reinjection) would interleave 1,1,0,0 into one edge and
+  // lose a tick. A thread that finds another pulsing hands its pulses over and returns (KVM queues
+  // the work); no lock is held across the delivery.
+  pit_pulses_pending_.fetch_add(out.irq0_pulses, std::memory_order_seq_cst);
+  for (;;) {
+    bool idle = false;
+    if (!pit_pulsing_.compare_exchange_strong(idle, true, std::memory_order_seq_cst)) return;
+    while (pit_pulses_pending_.load(std::memory_order_seq_cst) > 0) {
+      pit_pulses_pending_.fetch_sub(1, std::memory_order_seq_cst);
+      // pit_do_work(): kvm_set_irq(GSI 0, 1) then (GSI 0, 0) from the PIT's source.
+      set_irq_line(0, true, kPitIrqSourceId);
+      set_irq_line(0, false, kPitIrqSourceId);
+      // Counted once raised (release): a thread that sees the count also sees the PIC's IRR.
+      st_pit_ticks_.fetch_add(1, std::memory_order_release);
+    }
+    pit_pulsing_.store(false, std::memory_order_seq_cst);
+    // Pulses handed over between the last check and the store above are this thread's to do.
+    if (pit_pulses_pending_.load(std::memory_order_seq_cst) == 0) return;
   }
 }
 

@@ -135,6 +135,9 @@ class IrqchipGlue {
   std::mutex pit_mu_;
   Pit pit_;                                                // guarded by pit_mu_
   std::unique_ptr<std::atomic<bool>[]> accepts_pic_intr_;  // per vCPU
+  // pit_output's pulser: IRQ0 pulses not yet raised, and whether a thread is raising them.
+  std::atomic<uint64_t> pit_pulses_pending_{0};
+  std::atomic<bool> pit_pulsing_{false};
 
   std::atomic<uint64_t> st_pit_ticks_{0}, st_pit_edges_{0}, st_pit_acks_{0}, st_eois_{0},
       st_vmm_exits_{0}, st_split_ioapic_eoi_exits_{0};
