@@ -155,40 +155,49 @@ TEST(CpuSmp, XchgSpinlockMakesPlainIncrementsExact) {
 }
 
 TEST(CpuSmp, CrossModifiedCodeIsSeenByTheOtherCpu) {
-  // CPU 1 rewrites the immediate of `mov eax, imm32; ret` at kFn from n down to 1 while CPU 0
-  // keeps calling it; CPU 0 must end up seeing 1 (a block decoded from stale bytes and kept
-  // valid would return an old value forever).
-  constexpr uint32_t kFn = 0x300000, kWrites = 2'000'000, kCalls = 50'000'000;
-  constexpr uint32_t kFails = kData + 0x300;
+  // CPU 1 rewrites the immediate of `mov eax, imm32; ret` at kFn from n down to 1, then sets a
+  // done flag, while CPU 0 keeps calling it; once CPU 0 sees the flag (CPU 1's last store is
+  // before it), at most kCalls more calls must return 1 (a block decoded from stale bytes and kept
+  // valid would return an old value forever). CPU 0 is not bounded while CPU 1 writes: the host
+  // may run the two threads at any relative speed.
+  constexpr uint32_t kFn = 0x300000, kWrites = 2'000'000, kCalls = 1000;
+  constexpr uint32_t kFails = kData + 0x300, kDone = kData + 0x400;
   SmpMachine s(2);
   std::vector<uint8_t> fn = {0x90, 0x90, 0x90, 0xB8};  // imm32 at kFn + 4 (aligned store)
   le32(fn, 0xFFFFFFFFu);
   fn.push_back(0xC3);
   s.put(kFn, fn);
-  // CPU 0: mov r8d, kCalls; L: call kFn; cmp eax, 1; je done; dec r8d; jnz L;
-  //        inc dword [kFails]; done: hlt
+  // CPU 0: mov r8d, kCalls; L: call kFn; cmp eax, 1; je done; cmp dword [kDone], 0; je L;
+  //        dec r8d; jnz L; inc dword [kFails]; done: hlt
   std::vector<uint8_t> a = {0x41, 0xB8};
   le32(a, kCalls);
   const uint32_t call_at = kCode + 6;
   a.push_back(0xE8);
   le32(a, kFn - (call_at + 5));
-  a.insert(a.end(), {0x83, 0xF8, 0x01, 0x74, 0x0C, 0x41, 0xFF, 0xC8, 0x75, 0xF1, 0xFF, 0x04,
-                     0x25});  // je +12 -> done; jnz -15 -> L
+  a.insert(a.end(), {0x83, 0xF8, 0x01, 0x74, 0x16, 0x83, 0x3C, 0x25});  // je +22 -> done
+  le32(a, kDone);
+  a.insert(a.end(), {0x00, 0x74, 0xEC, 0x41, 0xFF, 0xC8, 0x75, 0xE7, 0xFF, 0x04,
+                     0x25});  // je -20 -> L; jnz -25 -> L
   le32(a, kFails);
   a.push_back(0xF4);
   s.put(kCode, a);
-  // CPU 1: mov ecx, kWrites; L: mov [kFn + 4], ecx; dec ecx; jnz L; hlt
+  // CPU 1: mov ecx, kWrites; L: mov [kFn + 4], ecx; dec ecx; jnz L; mov dword [kDone], 1; hlt
   std::vector<uint8_t> b = {0xB9};
   le32(b, kWrites);
   b.insert(b.end(), {0x89, 0x0C, 0x25});
   le32(b, kFn + 4);
-  b.insert(b.end(), {0xFF, 0xC9, 0x75, 0xF5, 0xF4});  // 11 bytes back to L
+  b.insert(b.end(), {0xFF, 0xC9, 0x75, 0xF5, 0xC7, 0x04, 0x25});  // 11 bytes back to L
+  le32(b, kDone);
+  le32(b, 1);
+  b.push_back(0xF4);
   s.put(kCode + 0x1000, b);
   s.start(0, kCode);
   s.start(1, kCode + 0x1000);
   ASSERT_TRUE(s.run_all());
-  uint32_t fails;
+  uint32_t fails, done;
   std::memcpy(&fails, s.m().mem() + kFails, 4);
+  std::memcpy(&done, s.m().mem() + kDone, 4);
+  EXPECT_EQ(done, 1u);
   EXPECT_EQ(fails, 0u);
   EXPECT_EQ(s.cpu(0).state().gpr[kRax] & 0xFFFFFFFFu, 1u);
 }
