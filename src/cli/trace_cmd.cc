@@ -1,20 +1,25 @@
-// `apicv trace summary FILE|-` and `apicv trace diff A B`: a host's (or apicv's) ftrace text of
-// kvm_apicv_inhibit_changed, summarised with the seed-000 verdict or compared transition by
-// transition (trace/inhibit_trace_compare.h holds the logic; this file opens files and prints).
-// `apicv trace export FILE|- -o OUT.json`: every event of a trace as a Trace Event Format timeline
-// (trace/timeline_export.h) for ui.perfetto.dev / chrome://tracing; OUT is written to a
-// temporary file and renamed, so a bad trace leaves nothing behind.
-// Exit status: summary 0; diff 0 match, 1 differ or not comparable (NOT EVALUATED); 2 bad options
-// or bad input (a missing file, a directory, a binary or over-long line, a malformed
-// kvm_apicv_inhibit_changed line, or a trace without any kvm_apicv_inhibit_changed line), reported
-// as one line "apicv: FILE:LINE:COLUMN: what".
+// `apicv trace summary FILE|-` and `apicv trace diff A B`: a host's (or apicv's) trace of
+// kvm_apicv_inhibit_changed (ftrace text, trace-cmd's trace.dat, perf script / perf trace text, or
+// a pasted perf kvm stat table for the exit reasons; the format is found from the content),
+// summarised with the seed-000 verdict or compared transition by transition
+// (trace/inhibit_trace_compare.h holds the logic; this file opens files and prints). Exit status:
+// summary 0; diff 0 match, 1 differ or not comparable (NOT EVALUATED); 2 bad options or bad input
+// (a missing file, a directory, a binary or over-long line, a malformed kvm_apicv_inhibit_changed
+// line, or a trace without any kvm_apicv_inhibit_changed line), reported as one line "apicv:
+// FILE:LINE:COLUMN: what".
+// `apicv trace export FILE|- -o OUT.json`: every event of a trace (any of the formats above) as a
+// Trace Event Format timeline (trace/timeline_export.h) for ui.perfetto.dev / chrome://tracing; OUT
+// is written to a temporary file and renamed, so a bad trace leaves nothing behind.
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -23,11 +28,21 @@
 #include "cli/scenario.h"
 #include "trace/inhibit_trace_compare.h"
 #include "trace/timeline_export.h"
+#include "trace/trace_dat.h"
 
 namespace apicv::cli {
 namespace {
 
-// Opens a trace file for reading, or throws a UsageError naming it.
+// trace.dat files already converted to ftrace text, by path: `trace diff` opens each trace more
+// than once, and the conversion (a child process running libtracecmd) is done once.
+std::map<std::string, int>& ConvertedTraceDat() {
+  static std::map<std::string, int> files;
+  return files;
+}
+
+// Opens a trace file for reading, or throws a UsageError naming it. The format is found from the
+// content: a trace.dat (trace-cmd's magic) is converted to ftrace text first (trace/trace_dat.h);
+// anything else is text (ftrace, perf script, perf trace, perf kvm stat).
 std::unique_ptr<std::istream> OpenTrace(const std::string& path) {
   if (path.empty()) throw UsageError("trace: empty file name");
   struct stat st {};
@@ -37,7 +52,31 @@ std::unique_ptr<std::istream> OpenTrace(const std::string& path) {
   if (S_ISDIR(st.st_mode)) throw UsageError(path + ": is a directory, expected a trace file");
   auto f = std::make_unique<std::ifstream>(path, std::ios::binary);
   if (!*f) throw UsageError(path + ": cannot open: " + std::strerror(errno));
-  return f;
+  char head[16];
+  f->read(head, sizeof(head));
+  const auto n = static_cast<size_t>(f->gcount());
+  if (!trace::HasTraceDatMagic(std::string_view(head, n))) {
+    f->clear();
+    f->seekg(0);
+    if (!*f) throw UsageError(path + ": cannot read: " + std::strerror(errno));
+    return f;
+  }
+  auto& converted = ConvertedTraceDat();
+  auto it = converted.find(path);
+  if (it == converted.end()) {
+    const int fd = memfd_create("apicv-trace-dat", MFD_CLOEXEC);
+    if (fd < 0) throw UsageError(path + ": cannot convert: memfd_create: " + std::strerror(errno));
+    if (auto err = trace::TraceDatToFtraceText(path, fd)) {
+      close(fd);
+      throw UsageError(path + ": " + *err);
+    }
+    it = converted.emplace(path, fd).first;
+  }
+  // A new open of the memfd starts at offset 0 and is independent of other readers.
+  auto text = std::make_unique<std::ifstream>("/proc/self/fd/" + std::to_string(it->second),
+                                              std::ios::binary);
+  if (!*text) throw UsageError(path + ": cannot read the converted trace.dat");
+  return text;
 }
 
 [[noreturn]] void ThrowTraceError(const std::string& name, const trace::TraceError& e) {
@@ -70,7 +109,9 @@ void SummaryMain(const SummaryOptions& opt) {
   std::istream& in = stdin_trace ? std::cin : *owned;
   trace::TraceSummary s;
   if (auto e = trace::SummarizeTrace(in, &s)) ThrowTraceError(name, *e);
-  if (s.inhibit_lines == 0) {
+  // A pasted perf kvm stat report has exit reasons and no inhibit lines: its summary is the
+  // exit-reason section.
+  if (s.inhibit_lines == 0 && s.kvm_stat_samples == 0) {
     throw UsageError(name + ": no kvm_apicv_inhibit_changed lines (" + std::to_string(s.lines) +
                      " lines read); enable the event: echo 1 > "
                      "/sys/kernel/tracing/events/kvm/kvm_apicv_inhibit_changed/enable");
@@ -150,7 +191,8 @@ CommandRegistration reg("", [](CLI::App& app) {
   auto sopt = std::make_shared<SummaryOptions>();
   auto* summary = trace_cmd->add_subcommand(
       "summary", "Counts per reason/mask/thread/CPU and the seed-000 verdict of one trace");
-  summary->add_option("FILE", sopt->file, "ftrace text file, or - for stdin");
+  summary->add_option("FILE", sopt->file,
+                      "ftrace or perf text, trace-cmd trace.dat, or - for stdin (text only)");
   summary->add_option("--json", sopt->json, "Also write the figures as JSON to this file");
   summary->callback([sopt] { SummaryMain(*sopt); });
 
@@ -170,7 +212,8 @@ CommandRegistration reg("", [](CLI::App& app) {
   auto* exp = trace_cmd->add_subcommand(
       "export",
       "Write a trace as a Trace Event Format timeline (ui.perfetto.dev, chrome://tracing)");
-  exp->add_option("FILE", eopt->file, "ftrace text file, or - for stdin");
+  exp->add_option("FILE", eopt->file,
+                  "ftrace or perf text, trace-cmd trace.dat, or - for stdin (text only)");
   exp->add_option("-o,--output", eopt->out, "the JSON file to write");
   exp->callback([eopt] { ExportMain(*eopt); });
 });

@@ -8,6 +8,7 @@
 #include <set>
 #include <streambuf>
 #include <tuple>
+#include <vector>
 
 #include "trace/kvm_events.h"
 #include "x86/inhibit_reason.h"
@@ -122,8 +123,8 @@ bool InhibitTraceReader::Next(InhibitEvent* ev) {
     ++lines_;
     if (const size_t nul = line_.find('\0'); nul != std::string::npos) {
       error_ = TraceError{lines_, nul + 1,
-                          "binary data (NUL byte): expected ftrace text, e.g. "
-                          "/sys/kernel/tracing/trace or `trace-cmd report` output, not trace.dat"};
+                          "binary data (NUL byte): expected ftrace or perf text, e.g. "
+                          "/sys/kernel/tracing/trace; a trace.dat is read from a file, not stdin"};
       return false;
     }
     if (!line_.empty() && line_.back() == '\r') line_.pop_back();
@@ -136,6 +137,42 @@ bool InhibitTraceReader::Next(InhibitEvent* ev) {
     if (first != std::string::npos && line_[first] == '#') {
       ++comment_lines_;
       continue;
+    }
+    // A pasted perf kvm stat report: its VM-EXIT table feeds the exit-reason section.
+    switch (kvm_stat_.feed(line_)) {
+      case KvmStatTableReader::Feed::kConsumed:
+        ++other_lines_;
+        ++perf_lines_;
+        continue;
+      case KvmStatTableReader::Feed::kBad:
+        error_ = TraceError{lines_, kvm_stat_.error_column(), Printable(kvm_stat_.error())};
+        return false;
+      case KvmStatTableReader::Feed::kNotTable:
+        break;
+    }
+    // perf script / perf trace lines become the ftrace line of the same event; an error in the
+    // rewritten body is reported at the same place in the perf line.
+    bool cpu_known = true;
+    size_t body_in_ftrace = 0, body_in_source = 0;
+    bool from_perf = false;
+    {
+      PerfLine p = PerfLineToFtrace(line_);
+      if (p.status == PerfLine::Status::kBad) {
+        error_ = TraceError{lines_, p.column, Printable(p.error)};
+        return false;
+      }
+      if (p.status == PerfLine::Status::kOk) {
+        from_perf = true;
+        ++perf_lines_;
+        cpu_known = p.cpu_known;
+        body_in_ftrace = p.body_offset;
+        body_in_source = p.source_offset;
+        line_ = std::move(p.ftrace);
+        if (line_.size() > kMaxLineLength) {
+          error_ = TraceError{lines_, 1, "perf line too long once rewritten as ftrace text"};
+          return false;
+        }
+      }
     }
     size_t tag = line_.find(kEventTag);
     while (tag != std::string::npos && !IsEventTagAt(line_, tag)) {
@@ -150,12 +187,22 @@ bool InhibitTraceReader::Next(InhibitEvent* ev) {
     if (!p.ok) {
       // The parser says "column N: what"; the column is kept separately.
       const size_t sep = p.error.find(": ");
-      error_ = TraceError{lines_, p.column,
+      size_t column = p.column;
+      if (from_perf) {
+        // Columns of a rewritten line: inside a body copied from the perf line, the same byte
+        // there; elsewhere (prefix, or a body rebuilt from fields) the body's start.
+        const size_t at = column - 1;
+        column = at >= body_in_ftrace && body_in_source != 0
+                     ? body_in_source + (at - body_in_ftrace) + 1
+                     : (body_in_source != 0 ? body_in_source + 1 : 1);
+      }
+      error_ = TraceError{lines_, column,
                           Printable(sep == std::string::npos ? p.error : p.error.substr(sep + 2))};
       return false;
     }
     ev->line = lines_;
     ev->record = std::move(p.record);
+    if (!cpu_known) ev->record.cpu = -1;
     return true;
   }
   return false;
@@ -248,12 +295,33 @@ std::string ThreadOf(std::string_view line, size_t tag) {
 void TraceSummary::AddOther(std::string_view line) {
   static constexpr std::string_view kSetIrq = "kvm_set_irq: ";
   static constexpr std::string_view kInjVirq = "kvm_inj_virq: ";
+  static constexpr std::string_view kExit = "kvm_exit: ";
   if (const size_t at = FindEventTag(line, kSetIrq); at != std::string_view::npos) {
     // The PIT raising GSI 0 (pit_do_work: level 1, then 0); any source, as hosts print it.
     if (line.substr(at + kSetIrq.size()).starts_with("gsi 0 level 1 ")) ++pit_ticks;
   } else if (const size_t inj = FindEventTag(line, kInjVirq); inj != std::string_view::npos) {
     injections.Add(ThreadOf(line, inj));
+  } else if (const size_t ex = FindEventTag(line, kExit); ex != std::string_view::npos) {
+    // "reason %s rip" (before 5.x) or "vcpu %u reason %s%s%s rip": the name may hold spaces
+    // (SVM "DE excp") and VMX flags, so it ends at " rip ".
+    std::string_view body = line.substr(ex + kExit.size());
+    size_t r = body.starts_with("reason ") ? 0 : body.find(" reason ");
+    if (r == std::string_view::npos) return;
+    body.remove_prefix(r == 0 ? 7 : r + 8);
+    const size_t rip = body.find(" rip ");
+    const std::string_view name = body.substr(0, rip);
+    if (name.empty()) return;
+    ++exit_lines;
+    if (kvm_stat_samples == 0) exit_reasons.Add(std::string(name.substr(0, 64)));
   }
+}
+
+void TraceSummary::AddExitTableRow(const std::string& reason, uint64_t samples) {
+  // A trace holds either kvm_exit lines or a perf kvm stat table; when both appear the table
+  // (which perf computed from complete exit/entry pairs) wins.
+  if (kvm_stat_samples == 0) exit_reasons = {};
+  kvm_stat_samples += samples;
+  exit_reasons.Add(reason.substr(0, 64), samples);
 }
 
 std::optional<IrqWindowRate> IrqWindowsPerTick(const TraceSummary& s) {
@@ -276,8 +344,11 @@ std::optional<IrqWindowRate> IrqWindowsPerInjection(const TraceSummary& s) {
 std::optional<TraceError> SummarizeTrace(std::istream& in, TraceSummary* out) {
   InhibitTraceReader reader(in);
   reader.set_other_line_observer([out](std::string_view line) { out->AddOther(line); });
+  reader.set_exit_table_observer(
+      [out](const std::string& reason, uint64_t n) { out->AddExitTableRow(reason, n); });
   InhibitEvent ev;
   while (reader.Next(&ev)) out->Add(ev.record);
+  out->perf_lines = reader.perf_lines();
   out->lines = reader.lines();
   out->comment_lines = reader.comment_lines();
   out->other_lines = reader.other_lines();
@@ -308,6 +379,36 @@ std::string Seed000Verdict(const TraceSummary& s) {
        "(spec §3.1)";
   return v;
 }
+
+namespace {
+
+std::vector<std::pair<std::string, uint64_t>> SortedExitReasons(const TraceSummary& s) {
+  std::vector<std::pair<std::string, uint64_t>> rows(s.exit_reasons.counts.begin(),
+                                                     s.exit_reasons.counts.end());
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  return rows;
+}
+
+std::string FormatExitReasons(const TraceSummary& s) {
+  if (s.exit_reasons.counts.empty()) return {};
+  std::string o;
+  if (s.kvm_stat_samples != 0) {
+    Appendf(o, "exits: %llu samples in a perf kvm stat VM-EXIT table\n", U(s.kvm_stat_samples));
+  } else {
+    Appendf(o, "exits: %llu kvm_exit lines\n", U(s.exit_lines));
+  }
+  o += "exit reasons (as KVM names them, most frequent first):\n";
+  for (const auto& [reason, n] : SortedExitReasons(s)) {
+    Appendf(o, "  %-32s %10llu\n", Printable(reason).c_str(), U(n));
+  }
+  if (s.exit_reasons.other) {
+    Appendf(o, "  %-32s %10llu\n", "(other reasons)", U(s.exit_reasons.other));
+  }
+  return o;
+}
+
+}  // namespace
 
 std::string FormatSummary(const TraceSummary& s, std::string_view name) {
   std::string o;
@@ -352,8 +453,15 @@ std::string FormatSummary(const TraceSummary& s, std::string_view name) {
   }
   if (s.threads.other) Appendf(o, "  %-40s %10llu\n", "(other threads)", U(s.threads.other));
   o += "cpus:\n";
-  for (const auto& [c, n] : s.cpus.counts) Appendf(o, "  [%03d] %10llu\n", c, U(n));
+  for (const auto& [c, n] : s.cpus.counts) {
+    if (c < 0) {
+      Appendf(o, "  [???] %10llu (perf trace prints no CPU)\n", U(n));
+    } else {
+      Appendf(o, "  [%03d] %10llu\n", c, U(n));
+    }
+  }
   if (s.cpus.other) Appendf(o, "  (other cpus) %10llu\n", U(s.cpus.other));
+  o += FormatExitReasons(s);
   o += Seed000Verdict(s) + "\n";
   return o;
 }
@@ -402,6 +510,16 @@ std::string SummaryJson(const TraceSummary& s, std::string_view name) {
     first = false;
   }
   Appendf(o, "\n  ],\n  \"other_cpus\": %llu,\n", U(s.cpus.other));
+  Appendf(o, "  \"exit_lines\": %llu,\n  \"kvm_stat_samples\": %llu,\n  \"exit_reasons\": [",
+          U(s.exit_lines), U(s.kvm_stat_samples));
+  first = true;
+  for (const auto& [reason, n] : SortedExitReasons(s)) {
+    o += first ? "\n    {\"reason\": " : ",\n    {\"reason\": ";
+    o += JsonString(reason);
+    Appendf(o, ", \"count\": %llu}", U(n));
+    first = false;
+  }
+  Appendf(o, "\n  ],\n  \"other_exit_reasons\": %llu,\n", U(s.exit_reasons.other));
   const Seed000Signature& g = s.seed000;
   Appendf(o,
           "  \"seed000\": {\"present\": %s, \"irqwin_set_with_pit_reinj\": %llu, "

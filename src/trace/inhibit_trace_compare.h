@@ -22,7 +22,13 @@
 // (kvm_inj_virq) on the vCPU threads that print IRQWIN lines, equal within kRateTolerance. A
 // trace without such workload lines leaves the rate NOT EVALUATED, and then the result too.
 //
-// Not supported: trace.dat (binary), the historical reason numberings of spec §1.2 (reasons are
+// perf's text is read too (perf_text.h): `perf script` and `perf trace` lines of kvm events are
+// rewritten into ftrace lines first (perf trace's records have cpu -1, "unknown"), and a pasted
+// `perf kvm stat` VM-EXIT table fills the exit-reason section. kvm_exit lines are counted per exit
+// reason (the text KVM prints after "reason ", up to " rip ").
+//
+// Not supported: trace.dat (binary) in this reader (trace_dat.h converts it to ftrace text
+// first), the historical reason numberings of spec §1.2 (reasons are
 // named with the current numbering even in the pre-2024 format without names), per-thread ordering
 // (lines are taken in file order, which is per-CPU-buffer merge order on a host).
 #pragma once
@@ -40,6 +46,7 @@
 #include <tuple>
 
 #include "trace/inhibit_trace_parser.h"
+#include "trace/perf_text.h"
 
 namespace apicv::trace {
 
@@ -71,6 +78,13 @@ class InhibitTraceReader {
   void set_other_line_observer(std::function<void(std::string_view)> f) {
     other_observer_ = std::move(f);
   }
+  // Called with each row of a `perf kvm stat` VM-EXIT table: exit reason, samples.
+  void set_exit_table_observer(std::function<void(const std::string&, uint64_t)> f) {
+    kvm_stat_.set_row_observer(std::move(f));
+  }
+  // Lines that were perf text (perf script / perf trace) and perf kvm stat table lines.
+  uint64_t perf_lines() const { return perf_lines_; }
+  bool kvm_stat_table_seen() const { return kvm_stat_.seen(); }
   const std::optional<TraceError>& error() const { return error_; }
 
   uint64_t lines() const { return lines_; }
@@ -84,8 +98,9 @@ class InhibitTraceReader {
   std::istream& in_;
   std::string line_;
   std::function<void(std::string_view)> other_observer_;
+  KvmStatTableReader kvm_stat_;
   std::optional<TraceError> error_;
-  uint64_t lines_ = 0, comment_lines_ = 0, other_lines_ = 0;
+  uint64_t lines_ = 0, comment_lines_ = 0, other_lines_ = 0, perf_lines_ = 0;
 };
 
 struct Transition {
@@ -114,14 +129,14 @@ template <typename K>
 struct CappedCounts {
   std::map<K, uint64_t> counts;
   uint64_t other = 0;
-  void Add(const K& k) {
+  void Add(const K& k, uint64_t n = 1) {
     auto it = counts.find(k);
     if (it != counts.end()) {
-      ++it->second;
+      it->second += n;
     } else if (counts.size() < kMaxDistinctKeys) {
-      counts.emplace(k, 1);
+      counts.emplace(k, n);
     } else {
-      ++other;
+      other += n;
     }
   }
 };
@@ -157,10 +172,17 @@ struct TraceSummary {
   uint64_t pit_ticks = 0;                 // "kvm_set_irq: gsi 0 level 1" lines
   CappedCounts<std::string> injections;   // kvm_inj_virq lines per thread ("comm-pid")
   CappedCounts<std::string> irqwin_sets;  // "set reason=8" lines per thread
+  // Exits per reason, from kvm_exit lines or a `perf kvm stat` table (not both: see AddExits).
+  CappedCounts<std::string> exit_reasons;
+  uint64_t exit_lines = 0;        // kvm_exit lines
+  uint64_t kvm_stat_samples = 0;  // samples of perf kvm stat VM-EXIT table rows
+  uint64_t perf_lines = 0;        // lines read as perf text
 
   void Add(const InhibitChangedRecord& r);
-  // A line of another event: counts the workload lines above.
+  // A line of another event: counts the workload lines above and kvm_exit reasons.
   void AddOther(std::string_view line);
+  // A row of a perf kvm stat VM-EXIT table.
+  void AddExitTableRow(const std::string& reason, uint64_t samples);
   double span_s() const { return static_cast<double>(last_ts_ns - first_ts_ns) / 1e9; }
   // Inhibit lines per second over the span; 0 when the span is 0.
   double lines_per_s() const;

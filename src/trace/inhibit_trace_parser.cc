@@ -109,13 +109,15 @@ ParseResult ParseInhibitChangedLine(std::string_view line) {
     if (tok.size() < 3 || tok.back() != ':') return Fail(col, "bad timestamp");
     tok.remove_suffix(1);
     const size_t dot = tok.find('.');
-    uint64_t secs = 0, usecs = 0;
+    uint64_t secs = 0, frac = 0;
+    // 6 digits: ftrace's microseconds; 9: nanoseconds (`trace-cmd report -t`, `perf script --ns`).
+    const size_t digits = dot == std::string_view::npos ? 0 : tok.size() - dot - 1;
     if (dot == std::string_view::npos || !ParseAll(tok.substr(0, dot), secs) ||
-        tok.size() - dot - 1 != 6 || !ParseAll(tok.substr(dot + 1), usecs)) {
-      return Fail(col, "bad timestamp (want <secs>.<6-digit usecs>:)");
+        (digits != 6 && digits != 9) || !ParseAll(tok.substr(dot + 1), frac)) {
+      return Fail(col, "bad timestamp (want <secs>.<6-digit usecs>: or 9-digit nsecs)");
     }
     if (secs > UINT64_MAX / 1000000000ull - 1) return Fail(col, "timestamp out of range");
-    rec.ts_ns = secs * 1000000000ull + usecs * 1000ull;
+    rec.ts_ns = secs * 1000000000ull + (digits == 6 ? frac * 1000ull : frac);
   }
   c.skip_spaces();
   if (!c.eat(kEvent)) return Fail(c.pos(), "not a kvm_apicv_inhibit_changed line");
