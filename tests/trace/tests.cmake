@@ -127,3 +127,10 @@ apicv_trace_bad_input(trace_input_perf_kvm_stat_bad_total
 # runtime catches the signal in the child and exits non-zero instead ("failed").
 apicv_trace_bad_input(trace_dat_crashes_libtracecmd "trace|summary|${_tf}/bad-crashes-libtracecmd.dat"
   "bad-crashes-libtracecmd.dat: corrupt trace.dat: the reader process (died \\(Segmentation fault|failed)")
+
+# Item 3 on an imported host trace.dat: the same timeline as from the ftrace text of the events.
+apicv_add_checked_test(NAME timeline_export_tracedat_same_as_text
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/timeline_export_same.sh $<TARGET_FILE:apicv>
+          $<TARGET_FILE:trace_json_check> ${_tf}/kvm_events.ftrace.txt
+          ${_tf}/kvm_events-6.12-v7-zstd.dat ${CMAKE_CURRENT_BINARY_DIR}/timeline_tracedat
+  EXPECT "^same timeline: [1-9][0-9]* events, [1-9][0-9]* threads \\([1-9] vCPUs\\)" "^schema: valid$")
