@@ -1,6 +1,7 @@
 // trace.dat through libtracecmd in a sandboxed child; see trace_dat.h.
 #include "trace/trace_dat.h"
 
+#include <event-parse.h>  // libtraceevent
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -13,8 +14,6 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
-
-#include <event-parse.h>  // libtraceevent
 
 // libtracecmd's reading API, as declared in Debian's /usr/include/trace-cmd/trace-cmd.h
 // (libtracecmd 1.3). That header includes tracefs.h, whose inline functions are not valid C++,
@@ -79,7 +78,25 @@ struct ChildContext {
   tep_format_field *gsi = nullptr, *level = nullptr, *source = nullptr;
   tep_format_field *vector = nullptr, *soft = nullptr, *reinjected = nullptr, *irq = nullptr;
   bool inhibit_names = true;
+  // The events only the timeline draws (trace export): read when their fields are the ones the
+  // kernel's formats have had since 4.x, else printed with an empty body (as before), never an
+  // error, since the summary does not need them.
+  struct Timeline {
+    tep_event* ev = nullptr;
+    tep_format_field *a = nullptr, *b = nullptr, *c = nullptr, *d = nullptr;
+  };
+  Timeline entry, ipi, accept, apicv_accept, eoi, pv_eoi;
 };
+
+// `name` of `ev` if it exists with one of `sizes`, else nullptr.
+tep_format_field* OptionalField(tep_event* ev, const char* name, std::initializer_list<int> sizes) {
+  tep_format_field* f = tep_find_field(ev, name);
+  if (f == nullptr || f->offset < 0) return nullptr;
+  for (int s : sizes) {
+    if (f->size == s) return f;
+  }
+  return nullptr;
+}
 
 // A field's value, read only when it lies inside the record (libtraceevent does not check).
 uint64_t Read(const ChildContext& c, tep_format_field* f, tep_record* r) {
@@ -139,6 +156,25 @@ int OnRecord(tracecmd_input*, tep_record* r, int, void* data) {
     body = FormatSetIrq(static_cast<unsigned>(Read(c, c.gsi, r)),
                         static_cast<int>(SignExtend(Read(c, c.level, r), c.level->size)),
                         static_cast<int>(SignExtend(Read(c, c.source, r), c.source->size)));
+  } else if (ev == c.entry.ev && c.entry.a) {
+    body = FormatKvmEntry(static_cast<uint32_t>(Read(c, c.entry.a, r)),
+                          c.entry.b ? Read(c, c.entry.b, r) : 0);
+  } else if (ev == c.ipi.ev && c.ipi.a && c.ipi.b) {
+    body = FormatApicIpi(static_cast<uint32_t>(Read(c, c.ipi.a, r)),
+                         static_cast<uint32_t>(Read(c, c.ipi.b, r)));
+  } else if ((ev == c.accept.ev || ev == c.apicv_accept.ev) && ev != nullptr) {
+    const ChildContext::Timeline& t = ev == c.accept.ev ? c.accept : c.apicv_accept;
+    if (t.a && t.b && t.c && t.d) {
+      body = FormatApicAcceptIrq(
+          static_cast<uint32_t>(Read(c, t.a, r)), static_cast<uint16_t>(Read(c, t.b, r)),
+          static_cast<uint16_t>(Read(c, t.c, r)), static_cast<uint8_t>(Read(c, t.d, r)));
+    }
+  } else if ((ev == c.eoi.ev || ev == c.pv_eoi.ev) && ev != nullptr) {
+    const ChildContext::Timeline& t = ev == c.eoi.ev ? c.eoi : c.pv_eoi;
+    if (t.a && t.b) {
+      body = FormatEoi(static_cast<uint32_t>(Read(c, t.a, r)),
+                       static_cast<int>(SignExtend(Read(c, t.b, r), t.b->size)));
+    }
   } else if (ev == c.inj) {
     if (c.irq != nullptr) {
       body = "irq " + std::to_string(static_cast<unsigned>(Read(c, c.irq, r)));
@@ -205,6 +241,29 @@ int OnRecord(tracecmd_input*, tep_record* r, int, void* data) {
       c.reinjected = RequireField(status_fd, c.inj, "reinjected", {1});
     } else {
       c.irq = RequireField(status_fd, c.inj, "irq", {4});
+    }
+  }
+  if ((c.entry.ev = tep_find_event_by_name(c.tep, "kvm", "kvm_entry")) != nullptr) {
+    c.entry.a = OptionalField(c.entry.ev, "vcpu_id", {4});
+    c.entry.b = OptionalField(c.entry.ev, "rip", {8});
+  }
+  if ((c.ipi.ev = tep_find_event_by_name(c.tep, "kvm", "kvm_apic_ipi")) != nullptr) {
+    c.ipi.a = OptionalField(c.ipi.ev, "icr_low", {4});
+    c.ipi.b = OptionalField(c.ipi.ev, "dest_id", {4});
+  }
+  for (auto [t, name] : {std::pair{&c.accept, "kvm_apic_accept_irq"},
+                         std::pair{&c.apicv_accept, "kvm_apicv_accept_irq"}}) {
+    if ((t->ev = tep_find_event_by_name(c.tep, "kvm", name)) != nullptr) {
+      t->a = OptionalField(t->ev, "apicid", {4});
+      t->b = OptionalField(t->ev, "dm", {2});
+      t->c = OptionalField(t->ev, "tm", {1, 2});
+      t->d = OptionalField(t->ev, "vec", {1});
+    }
+  }
+  for (auto [t, name] : {std::pair{&c.eoi, "kvm_eoi"}, std::pair{&c.pv_eoi, "kvm_pv_eoi"}}) {
+    if ((t->ev = tep_find_event_by_name(c.tep, "kvm", name)) != nullptr) {
+      t->a = OptionalField(t->ev, "apicid", {4});
+      t->b = OptionalField(t->ev, "vector", {4});
     }
   }
   const int fd = dup(out_fd);

@@ -11,8 +11,12 @@
 //   kvm_set_irq                gsi (4), level (4), irq_source_id (4)
 //   kvm_inj_virq               vector (4), soft (1), reinjected (1) (6.0+) or irq (4) (before)
 // A file whose format for one of these events lacks a field or has another size is an "unknown
-// event format version" and is rejected. Other events become ftrace lines without a body (the
-// summary only counts them). Whether kvm_apicv_inhibit_changed prints reason names (2024+) is
+// event format version" and is rejected. For the timeline (`apicv trace export`), read when
+// present with these sizes and otherwise left without a body (never an error):
+//   kvm_entry vcpu_id (4), rip (8); kvm_apic_ipi icr_low (4), dest_id (4);
+//   kvm_apic_accept_irq / kvm_apicv_accept_irq apicid (4), dm (2), tm (1 or 2), vec (1);
+//   kvm_eoi / kvm_pv_eoi apicid (4), vector (4).
+// Other events become ftrace lines without a body (the summary only counts them). Whether kvm_apicv_inhibit_changed prints reason names (2024+) is
 // taken from its print fmt, so the text says what the host's own ftrace would have said.
 // Timestamps are written with 9 digits (nanoseconds); comm comes from the file's saved cmdlines.
 //

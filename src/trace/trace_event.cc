@@ -1,7 +1,10 @@
-// Generic ftrace text event parsing; see trace_event.h.
+// Generic ftrace text event parsing (perf script / perf trace lines through perf_text.h); see
+// trace_event.h.
 #include "trace/trace_event.h"
 
 #include <charconv>
+
+#include "trace/perf_text.h"
 
 namespace apicv::trace {
 
@@ -132,6 +135,20 @@ bool TraceEventReader::Next(TraceEvent* ev) {
       error_ = TraceReadError{lines_, kMaxEventLineLength + 1,
                               "line longer than " + std::to_string(kMaxEventLineLength) + " bytes"};
       return false;
+    }
+    // perf script / perf trace lines of kvm events are read as the ftrace line of the same event
+    // (perf_text.h), so a timeline can be made from them too.
+    const PerfLine perf = PerfLineToFtrace(line_);
+    if (perf.status == PerfLine::Status::kBad) {
+      error_ = TraceReadError{lines_, perf.column, perf.error};
+      return false;
+    }
+    if (perf.status == PerfLine::Status::kOk) {
+      if (perf.ftrace.size() > kMaxEventLineLength) {
+        error_ = TraceReadError{lines_, 1, "perf line too long once rewritten as ftrace text"};
+        return false;
+      }
+      line_ = perf.ftrace;
     }
     const size_t first = line_.find_first_not_of(" \t");
     if (first == std::string::npos || line_[first] == '#' ||

@@ -134,3 +134,9 @@ apicv_add_checked_test(NAME timeline_export_tracedat_same_as_text
           $<TARGET_FILE:trace_json_check> ${_tf}/kvm_events.ftrace.txt
           ${_tf}/kvm_events-6.12-v7-zstd.dat ${CMAKE_CURRENT_BINARY_DIR}/timeline_tracedat
   EXPECT "^same timeline: [1-9][0-9]* events, [1-9][0-9]* threads \\([1-9] vCPUs\\)" "^schema: valid$")
+# ... and from perf script's text of the same events (perf_text.h rewrites each line as ftrace's).
+apicv_add_checked_test(NAME timeline_export_perf_script_same_as_text
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/timeline_export_same.sh $<TARGET_FILE:apicv>
+          $<TARGET_FILE:trace_json_check> ${_tf}/kvm_events.ftrace.txt
+          ${_tf}/kvm_events.perf-script.txt ${CMAKE_CURRENT_BINARY_DIR}/timeline_perf_script
+  EXPECT "^same timeline: [1-9][0-9]* events, [1-9][0-9]* threads \\([1-9] vCPUs\\)" "^schema: valid$")
