@@ -18,7 +18,9 @@ foreach(pair "guest;${CMAKE_CURRENT_LIST_DIR}/cpu_bench_guest.S;0x8000"
   add_custom_command(
     OUTPUT ${cpu_bench_out}/${name}.bin
     COMMAND ${APICV_CPU_BENCH_AS} --64 -o ${cpu_bench_out}/${name}.o ${src}
-    COMMAND ${APICV_CPU_BENCH_LD} -m elf_x86_64 -nostdlib -N -z noexecstack -Ttext=${addr}
+    # -N: one RWX segment on purpose (a flat image): no RWX warning.
+    COMMAND ${APICV_CPU_BENCH_LD} -m elf_x86_64 -nostdlib -N --no-warn-rwx-segments -z noexecstack
+            -Ttext=${addr}
             -e _start -o ${cpu_bench_out}/${name}.elf ${cpu_bench_out}/${name}.o
     COMMAND ${APICV_CPU_BENCH_OBJCOPY} -O binary -j .text ${cpu_bench_out}/${name}.elf
             ${cpu_bench_out}/${name}.bin

@@ -25,7 +25,9 @@ foreach(p IN LISTS APICV_CPU_PROGRAMS)
   add_custom_command(
     OUTPUT ${prog_out}/${p}.bin
     COMMAND ${APICV_CPU_PROG_AS} --64 -I ${prog_src} -o ${prog_out}/${p}.o ${prog_src}/${p}.S
-    COMMAND ${APICV_CPU_PROG_LD} -m elf_x86_64 -nostdlib -N -z noexecstack -Ttext=${text_addr}
+    # -N: one RWX segment on purpose (flat images with code and data together): no RWX warning.
+    COMMAND ${APICV_CPU_PROG_LD} -m elf_x86_64 -nostdlib -N --no-warn-rwx-segments -z noexecstack
+            -Ttext=${text_addr}
             -e _start -o ${prog_out}/${p}.elf ${prog_out}/${p}.o
     COMMAND ${APICV_CPU_PROG_OBJCOPY} -O binary -j .text ${prog_out}/${p}.elf ${prog_out}/${p}.bin
     DEPENDS ${prog_src}/${p}.S ${prog_includes}
