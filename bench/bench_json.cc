@@ -243,7 +243,7 @@ bool TargetChecks::Finish() const {
     page.Heading("IPI round trips");
     page.Paragraph(
         "NOT MEASURED by this benchmark (it times the host-side kick and routing "
-        "code, not guest IPIs).");
+        "code, not guest IPIs); `apicv bench ipi --report DIR` draws them.");
     cli::WriteFileAtomically("--report", cli::ReportIndexPath("--report", options_.report_dir),
                              page.Render());
     std::printf("wrote the report %s/index.html\n", options_.report_dir.c_str());

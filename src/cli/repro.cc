@@ -767,8 +767,8 @@ void WriteReport(AtomicOutput& out, const std::map<std::string, std::vector<Outc
   page.Heading("IPI round trips");
   page.Paragraph(
       "NOT MEASURED: the repro scenarios keep no per-IPI timestamps (device tracing is off in "
-      "them); `apicv run --trace-json` shows each IPI's send-to-receive latency, and "
-      "`apicv bench ... --report` plots the benchmark ratios.");
+      "them); `apicv bench ipi --report DIR` draws IPI round-trip histograms, and `apicv run "
+      "--trace-json` shows each IPI's send-to-receive latency.");
   out.stream() << page.Render();
 }
 
