@@ -1,5 +1,6 @@
-// Differential test: runs a sequence in apicv's interpreter at CPL 3 in 64-bit mode, at the same
-// virtual addresses as the native child (diff_layout.h).
+// Differential test: runs a sequence in apicv's interpreter at CPL 3 in 64-bit mode,
+// compatibility mode or legacy 32-bit protected mode, at the same virtual addresses as the
+// reference child (diff_layout.h).
 //
 // Guest physical memory (4 MiB):
 //   0x1000 PML4, 0x2000 PDPT, 0x3000 PD, 0x4000 PT (4-level paging, SDM vol. 3A 4.5)
@@ -11,6 +12,11 @@
 // The state is set directly: CR0 = PE|MP|ET|NE|WP|PG, CR4 = PAE, EFER = LME|LMA|NXE, CS = 0x33
 // (64-bit code, DPL 3) or 0x23 (32-bit code: compatibility mode), SS/DS/ES/FS/GS = 0x2B (data,
 // DPL 3), as Linux runs user code.
+// Legacy 32-bit protected mode (Mode::kLegacy32, the mode qemu-i386 runs i386 code in): EFER =
+// NXE only (IA-32e off), PAE paging from the PDPT at 0x5000 (its entry 0 is the same page
+// directory, so the same mappings), the 32-bit IDT at 0x11800 (interrupt gates to the same HLT
+// handlers through the 32-bit kernel code segment 0x50) and the busy 32-bit TSS 0x58 at 0x12800
+// (ESP0/SS0 = the kernel stack / 0x10); the exception frame is 32-bit (SDM vol. 3A 6.12.1).
 // The guest copy of a sequence ends with INT3 (gate DPL 3): the end is vector 3 with the return
 // RIP just past it; any other vector is a fault of the sequence. Either way the handler's HLT
 // stops run(), and the user state is read back from the exception frame (SDM vol. 3A 6.14.2).
@@ -80,12 +86,19 @@ class NoIoHost : public CpuHost {
 
 class GuestRunner {
  public:
+  // The mode the sequence runs in: 64-bit, or 32-bit code (Sequence::compat32) in compatibility
+  // mode or in legacy protected mode.
+  enum class Mode { kNative, kLegacy32 };
+
   static constexpr uint64_t kRamSize = 4u << 20;
   static constexpr uint64_t kPml4 = 0x1000, kPdpt = 0x2000, kPd = 0x3000, kPt = 0x4000;
+  static constexpr uint64_t kPdptPae = 0x5000;
   static constexpr uint64_t kGdt = 0x10000, kIdt = 0x11000, kTss = 0x12000, kHandlers = 0x13000;
+  static constexpr uint64_t kIdt32 = 0x11800, kTss32 = 0x12800;
   static constexpr uint64_t kKernelStack = 0x1F000;
   static constexpr uint64_t kCodePa = 0x200000, kScratchPa = 0x201000;
   static constexpr uint16_t kUserCs = 0x33, kUserDs = 0x2B, kTr = 0x40;
+  static constexpr uint16_t kKernelCs32 = 0x50, kKernelDs = 0x10, kTr32 = 0x58;
 
   GuestRunner()
       : mem_(static_cast<uint8_t*>(std::aligned_alloc(4096, kRamSize))),
@@ -102,7 +115,8 @@ class GuestRunner {
       put64(kPt + 8 * ((kScratchVa >> 12 & 511) + k), (kScratchPa + 4096 * k) | kP | kRw | kUs);
     }
     // GDT: 0x08 kernel code (64-bit), 0x10 kernel data, 0x23 user code (32-bit), 0x2B user data,
-    // 0x33 user code (64-bit), 0x40 busy 64-bit TSS (16 bytes).
+    // 0x33 user code (64-bit), 0x40 busy 64-bit TSS (16 bytes), 0x50 kernel code (32-bit), 0x58
+    // busy 32-bit TSS (the last two for legacy protected mode).
     put64(kGdt + 0x08, 0x00AF9B000000FFFFull);
     put64(kGdt + 0x10, 0x00CF93000000FFFFull);
     put64(kGdt + 0x20, 0x00CFFB000000FFFFull);  // 0x23: user code, 32-bit
@@ -114,20 +128,33 @@ class GuestRunner {
     put64(kGdt + kTr + 8, kTss >> 32);
     put64(kTss + 4, kKernelStack);                         // RSP0
     std::memcpy(mem_.get() + kTss + 0x66, "\x68\x00", 2);  // I/O map base beyond the limit
+    // Legacy protected mode: PAE PDPT (a PDPTE has no R/W or U/S bit: SDM vol. 3A 4.4.1), a
+    // 32-bit kernel code segment and a busy 32-bit TSS with ESP0/SS0 and no I/O map either.
+    put64(kPdptPae, kPd | kP);
+    put64(kGdt + kKernelCs32, 0x00CF9B000000FFFFull);
+    put64(kGdt + kTr32,
+          tss_limit | (kTss32 & 0xFFFFFF) << 16 | 0x8Bull << 40 | (kTss32 >> 24 & 0xFF) << 56);
+    put32(kTss32 + 4, kKernelStack);  // ESP0
+    put32(kTss32 + 8, kKernelDs);     // SS0
+    std::memcpy(mem_.get() + kTss32 + 0x66, "\x68\x00", 2);
     for (uint64_t v = 0; v < 32; ++v) {
       const uint64_t off = kHandlers + 16 * v;
       const uint64_t dpl = v == 3 ? 3 : 0;
       put64(kIdt + 16 * v, (off & 0xFFFF) | 0x08ull << 16 | 0xEull << 40 | dpl << 45 | 1ull << 47 |
                                (off >> 16 & 0xFFFF) << 48);
       put64(kIdt + 16 * v + 8, off >> 32);
+      // 32-bit interrupt gate (type 0xE).
+      put64(kIdt32 + 8 * v, (off & 0xFFFF) | uint64_t{kKernelCs32} << 16 | 0xEull << 40 |
+                                dpl << 45 | 1ull << 47 | (off >> 16 & 0xFFFF) << 48);
       std::memset(mem_.get() + off, 0xF4, 16);  // HLT
     }
   }
 
   // Runs `s` to its end marker or first fault; returns "" or an error of the interpreter that
   // is not a state difference.
-  std::string run(const Sequence& s, Outcome& o) {
-    load(s);
+  std::string run(const Sequence& s, Outcome& o, Mode mode = Mode::kNative) {
+    const bool legacy = mode == Mode::kLegacy32;
+    load(s, legacy);
     const RunResult rr = cpu_.run(1000000);
     CpuState& st = cpu_.state();
     if (rr.reason != StopReason::kHlt) {
@@ -139,15 +166,19 @@ class GuestRunner {
       return "interpreter halted outside the handlers at " + hex(st.rip);
     }
     const auto vector = static_cast<uint8_t>((h - kHandlers) / 16);
-    uint64_t sp = st.gpr[kRsp];
+    // The frame: [error code,] RIP, CS, RFLAGS, RSP, SS; 8-byte slots in IA-32e mode, 4-byte
+    // ones in legacy mode (a selector's slot has undefined upper bits there: masked).
+    const unsigned slot = legacy ? 4 : 8;
+    auto get = [&](uint64_t pa) { return legacy ? get64(pa) & 0xFFFFFFFFu : get64(pa); };
+    uint64_t sp = legacy ? st.gpr[kRsp] & 0xFFFFFFFFu : st.gpr[kRsp];
     const bool has_err = vector == 8 || (vector >= 10 && vector <= 14) || vector == 17;
     o.error = 0;
     if (has_err) {
-      o.error = get64(sp);
-      sp += 8;
+      o.error = get(sp);
+      sp += slot;
     }
-    const uint64_t rip = get64(sp), cs = get64(sp + 8), rflags = get64(sp + 16),
-                   rsp = get64(sp + 24), ss = get64(sp + 32);
+    const uint64_t rip = get(sp), cs = get(sp + slot) & 0xFFFF, rflags = get(sp + 2 * slot),
+                   rsp = get(sp + 3 * slot), ss = get(sp + 4 * slot) & 0xFFFF;
     if (cs != (s.compat32 ? kLinuxUser32Cs : kUserCs) || ss != kUserDs) {
       return "exception frame holds CS " + hex(cs) + " SS " + hex(ss) + " (vector " +
              std::to_string(vector) + ")";
@@ -173,8 +204,8 @@ class GuestRunner {
   // Runs `s` with run(budget = its instruction count) and reads the result from Cpu::state()
   // (no exception frame in between): the state the platform sees when a run ends on the budget.
   // Only for sequences that complete and have no REP string instruction.
-  std::string run_budget(const Sequence& s, Outcome& o) {
-    load(s);
+  std::string run_budget(const Sequence& s, Outcome& o, Mode mode = Mode::kNative) {
+    load(s, mode == Mode::kLegacy32);
     const RunResult rr = cpu_.run(s.offs.size());
     const CpuState& st = cpu_.state();
     if (rr.reason != StopReason::kBudget || rr.retired != s.offs.size()) {
@@ -199,7 +230,7 @@ class GuestRunner {
   }
 
  private:
-  void load(const Sequence& s) {
+  void load(const Sequence& s, bool legacy) {
     uint8_t* code = mem_.get() + kCodePa;
     std::memset(code, 0, kCodeSize);
     std::memcpy(code, s.code.data(), s.code.size());
@@ -210,21 +241,23 @@ class GuestRunner {
     host_.errors.clear();
 
     CpuState& st = cpu_.state();
-    for (int r = 0; r < 16; ++r) st.gpr[r] = s.gpr[r];
+    // Legacy mode has only the 32-bit registers.
+    for (int r = 0; r < 16; ++r)
+      st.gpr[r] = legacy ? (r < 8 ? s.gpr[r] & 0xFFFFFFFFu : 0) : s.gpr[r];
     st.rip = kCodeVa;
     st.rflags = s.rflags;
     st.seg[kCs] = s.compat32 ? Segment{kLinuxUser32Cs, 0, 0xFFFFFFFF, 0xC0FB}
                              : Segment{kUserCs, 0, 0xFFFFFFFF, 0xA0FB};
     for (uint8_t i : {kEs, kSs, kDs, kFs, kGs}) st.seg[i] = Segment{kUserDs, 0, 0xFFFFFFFF, 0xC0F3};
-    st.gdtr = TableReg{kGdt, 0x4F};
-    st.idtr = TableReg{kIdt, 32 * 16 - 1};
-    st.tr = Segment{kTr, kTss, 0x67, 0x8B};
+    st.gdtr = TableReg{kGdt, 0x5F};
+    st.idtr = legacy ? TableReg{kIdt32, 32 * 8 - 1} : TableReg{kIdt, 32 * 16 - 1};
+    st.tr = legacy ? Segment{kTr32, kTss32, 0x67, 0x8B} : Segment{kTr, kTss, 0x67, 0x8B};
     st.ldtr = Segment{0, 0, 0, 0x10082};
     st.cr0 = 0x80010033;  // PG | WP | NE | ET | MP | PE
     st.cr4 = kCr4Pae;
-    st.cr3 = kPml4;
+    st.cr3 = legacy ? kPdptPae : kPml4;
     st.cr2 = 0;
-    st.efer = kEferLme | kEferLma | kEferNxe;
+    st.efer = legacy ? kEferNxe : kEferLme | kEferLma | kEferNxe;
     st.activity = Activity::kActive;
     st.sti_shadow = st.mov_ss_shadow = false;
     st.nmi_blocked = false;
@@ -235,6 +268,7 @@ class GuestRunner {
     void operator()(uint8_t* p) const { std::free(p); }
   };
   void put64(uint64_t pa, uint64_t v) { std::memcpy(mem_.get() + pa, &v, 8); }
+  void put32(uint64_t pa, uint32_t v) { std::memcpy(mem_.get() + pa, &v, 4); }
   uint64_t get64(uint64_t pa) const {
     uint64_t v = 0;
     if (pa + 8 <= kRamSize) std::memcpy(&v, mem_.get() + pa, 8);
