@@ -13,6 +13,7 @@
 #include "backend/emu/emu_vcpu.h"
 #include "backend/emu/virtual_clock.h"
 #include "cpu/cpu.h"
+#include "platform/boot_end.h"
 #include "platform/cpu_state.h"
 #include "platform/cpuid.h"
 #include "platform/guest_memory.h"
@@ -482,24 +483,10 @@ platform::RunResult RunGuest(const platform::RunOptions& opt, const EmuOptions& 
     for (;;) {
       const platform::BootImage boot = platform::LoadKernel(opt, mem);
       const StopKind kind = m.Boot(boot, deadline);
-      if (kind == StopKind::kReset) {
-        if (res.reboots >= opt.max_reboots) {
-          res.exit_code = platform::kExitVmmError;
-          res.error =
-              "reboot limit reached (--max-reboots " + std::to_string(opt.max_reboots) + ")";
-          break;
-        }
-        ++res.reboots;
-        machine.Reset();
-        clock.set(m.now_ns());
-        chip->reset();
-        continue;
-      }
-      res.exit_code = m.exit_code();
-      res.error = m.error();
-      res.debug_exit = kind == StopKind::kDebugExit;
-      res.timed_out = kind == StopKind::kTimeout;
-      break;
+      if (!platform::EndOfBoot(kind, m.exit_code(), m.error(), opt, &res)) break;
+      machine.Reset();
+      clock.set(m.now_ns());
+      chip->reset();
     }
     res.counters = m.counters();
     res.guest_instructions = m.retired();

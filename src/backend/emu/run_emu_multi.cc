@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "backend/emu/emu_vcpu.h"
+#include "platform/boot_end.h"
 #include "platform/guest_memory.h"
 #include "trace/kvm_events.h"
 #include "trace/trace_sink.h"
@@ -409,23 +410,9 @@ platform::RunResult RunGuestMulti(const platform::RunOptions& opt, const EmuOpti
     for (;;) {
       const platform::BootImage boot = platform::LoadKernel(opt, mem);
       const StopKind kind = m.Boot(boot, deadline);
-      if (kind == StopKind::kReset) {
-        if (res.reboots >= opt.max_reboots) {
-          res.exit_code = platform::kExitVmmError;
-          res.error =
-              "reboot limit reached (--max-reboots " + std::to_string(opt.max_reboots) + ")";
-          break;
-        }
-        ++res.reboots;
-        machine.Reset();
-        chip->reset();
-        continue;
-      }
-      res.exit_code = m.exit_code();
-      res.error = m.error();
-      res.debug_exit = kind == StopKind::kDebugExit;
-      res.timed_out = kind == StopKind::kTimeout;
-      break;
+      if (!platform::EndOfBoot(kind, m.exit_code(), m.error(), opt, &res)) break;
+      machine.Reset();
+      chip->reset();
     }
     m.Detach();
     res.counters = m.Counters();

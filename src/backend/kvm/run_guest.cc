@@ -23,6 +23,7 @@
 #include "backend/kvm/kvm_vm.h"
 #include "backend/kvm/vcpu_kick.h"
 #include "devices/clock.h"
+#include "platform/boot_end.h"
 #include "platform/guest_memory.h"
 #include "platform/machine.h"
 #include "trace/trace_sink.h"
@@ -506,22 +507,9 @@ RunResult RunGuest(const RunOptions& opt) {
     // RAM survives a reset, as on a PC (and in QEMU); only the kernel image is reloaded.
     const BootImage boot = platform::LoadKernel(opt, mem);
     const StopKind kind = m.Boot(boot, deadline);
-    if (kind == StopKind::kReset) {
-      if (res.reboots >= opt.max_reboots) {
-        res.exit_code = kExitVmmError;
-        res.error = "reboot limit reached (--max-reboots " + std::to_string(opt.max_reboots) + ")";
-        break;
-      }
-      ++res.reboots;
-      m.ResetDevices();
-      if (chip) chip->reset();
-      continue;
-    }
-    res.exit_code = m.exit_code();
-    res.error = m.error();
-    res.debug_exit = kind == StopKind::kDebugExit;
-    res.timed_out = kind == StopKind::kTimeout;
-    break;
+    if (!platform::EndOfBoot(kind, m.exit_code(), m.error(), opt, &res)) break;
+    m.ResetDevices();
+    if (chip) chip->reset();
   }
   if (chip) chip->set_kick([](int) {});
   res.samples = m.TakeSamples();
