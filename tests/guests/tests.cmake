@@ -245,3 +245,14 @@ if(NOT APICV_SANITIZE_ADDRESS)
   apicv_add_guest_test(NAME guest_smp_1024_emu GUEST smp ACCEL emu
                        EXPECT "^1024 CPUs, BSP APIC ID 0, x2APIC mode$" ARGS -smp 1024)
 endif()
+
+# The reboot limit under both emu modes (platform::EndOfBoot, shared with the KVM backend): the
+# reboot guest resets at once, so --max-reboots 0 ends the run with the VMM-error status.
+foreach(accel emu emu,thread=multi)
+  string(REPLACE "," "_" n "${accel}")
+  string(REPLACE "=" "_" n "${n}")
+  apicv_add_checked_test(NAME guest_reboot_limit_${n} RC 125
+    EXPECT "^apicv: reboot limit reached \\(--max-reboots 0\\)$" REJECT "^PASS$"
+    COMMAND $<TARGET_FILE:apicv> run --guest reboot -smp 2 -accel ${accel} --max-reboots 0
+            --timeout 60)
+endforeach()
